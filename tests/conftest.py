@@ -1,0 +1,29 @@
+"""Shared test set-up: 8 virtual CPU devices, the data directory, a private cache."""
+
+import os
+import pathlib
+import tempfile
+
+# Must happen before JAX initialises its backends (first JAX call).
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+_REPO = pathlib.Path(__file__).resolve().parents[1]
+_SHARED_DATA = _REPO.parent / "shared" / "data"
+if "OPTISCALE_DATA_DIR" not in os.environ and _SHARED_DATA.is_dir():
+    os.environ["OPTISCALE_DATA_DIR"] = str(_SHARED_DATA)
+# A cache private to this test session unless the caller chose one.
+os.environ.setdefault("OPTISCALE_CACHE_DIR", tempfile.mkdtemp(prefix="optiscale_test_cache_"))
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> pathlib.Path:
+    """The directory holding the real MNIST / California Housing files."""
+    path = pathlib.Path(os.environ["OPTISCALE_DATA_DIR"])
+    if not (path / "mnist").is_dir():
+        pytest.fail(
+            f"OPTISCALE_DATA_DIR={path} has no mnist/ folder; point it at shared/data "
+            "(see README.md)")
+    return path
