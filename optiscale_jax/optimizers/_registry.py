@@ -1,0 +1,53 @@
+"""Names -> optimizer factories and their default hyperparameters."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import optax
+
+from optiscale_jax.optimizers import _alias
+
+_FACTORIES: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "adagrad": _alias.adagrad,
+    "adam": _alias.adam,
+    "adamw": _alias.adamw,
+    "momentum": _alias.momentum,
+    "nadam": _alias.nadam,
+    "nesterov": _alias.nesterov,
+    "rmsprop": _alias.rmsprop,
+    "sgd": _alias.sgd,
+}
+
+OPTIMIZER_NAMES: tuple[str, ...] = tuple(sorted(_FACTORIES))
+
+
+def _canonical(name: str) -> str:
+    if not isinstance(name, str) or name.lower() not in _FACTORIES:
+        raise ValueError(
+            f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZER_NAMES)}")
+    return name.lower()
+
+
+def default_hyperparams(name: str) -> dict[str, Any]:
+    """The hyperparameters `name` accepts, with their defaults (learning rate included)."""
+    factory = _FACTORIES[_canonical(name)]
+    return {p.name: p.default for p in inspect.signature(factory).parameters.values()
+            if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD}
+
+
+def get_optimizer(name: str, *, namespace: Any = None, **hyperparams: Any) -> optax.GradientTransformation:
+    """The optimizer `name` with `hyperparams` (unspecified ones take their defaults).
+
+    Example: `get_optimizer("adam", learning_rate=1e-3)`.
+    Raises ValueError for an unknown name or hyperparameter, or a value out of range.
+    """
+    canonical = _canonical(name)
+    accepted = default_hyperparams(canonical)
+    unknown = sorted(set(hyperparams) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"{canonical}: unknown hyperparameter(s) {', '.join(map(repr, unknown))}; "
+            f"valid ones: {', '.join(accepted)}")
+    return _FACTORIES[canonical](**hyperparams, namespace=namespace)
