@@ -1,0 +1,19 @@
+"""Training: the one engine (a run as one jit-compiled scan), sweeps, reference loops, estimators.
+
+    >>> from optiscale_jax.training import run
+    >>> result = run(problem, "adam", hyperparams={"learning_rate": 1e-2}, epochs=300,
+    ...              f_star=problem.optimum().f_star)
+    >>> result.status, result.epochs_to, result.time_per_epoch_s
+"""
+
+from optiscale_jax.training import events
+from optiscale_jax.training.batching import batch_plan, epoch_permutation
+from optiscale_jax.training.engine import (
+    Objective, TrainData, build_program, execute, run_objective)
+from optiscale_jax.training.result import LEVELS, RunResult, relative_suboptimality
+from optiscale_jax.training.run import run
+
+__all__ = [
+    "LEVELS", "Objective", "RunResult", "TrainData", "batch_plan", "build_program",
+    "epoch_permutation", "events", "execute", "relative_suboptimality", "run", "run_objective",
+]

@@ -1,0 +1,320 @@
+"""The engine: a whole training run as one jit-compiled program.
+
+The program is a `lax.scan` over epochs. A full-batch epoch is one optimizer
+step on the gradient of the full objective. A mini-batch epoch is an inner
+`lax.scan` over the full batches of a seeded per-epoch permutation, then one
+final smaller step on the `n % batch_size` remaining samples (see
+`batching.py`). After every epoch the program evaluates the full objective
+f(w_t) and its gradient (one fused pass; in full-batch mode the same
+evaluation also gives the next step's gradient, so an epoch costs one
+loss-and-gradient evaluation), and records f(w_t) and ||grad f(w_t)||_2.
+
+Divergence: an epoch whose end point has a non-finite loss, parameter or
+gradient, or a loss above `divergence_factor * max(|f(w_0)|, 1e-12)`, is
+rejected: parameters, optimizer state, loss and gradient stay those of the
+last accepted epoch for the rest of the run (`jnp.where`, so a vmapped sweep
+keeps going for the other configurations), and the epoch is reported. Nothing
+is raised.
+
+Entry points: `run_objective` (any loss-and-gradient function and parameter
+pytree, e.g. ParallelTrainer's sharded gradient) and `build_program` /
+`execute` underneath it; `run` (in `run.py`) adapts a Problem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Callable, Iterator, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from optiscale_jax.training import events
+from optiscale_jax.training.batching import BatchPlan, batch_plan, permutation_in_program, seed_key
+from optiscale_jax.training.result import RunResult, make_result
+
+Params = Any
+ValueAndGrad = Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, Params]]
+FullValueAndGrad = Callable[[Params, "TrainData"], tuple[jax.Array, Params]]
+MakeTransform = Callable[[Any], optax.GradientTransformation]
+
+DIVERGENCE_FLOOR = 1e-12
+DTYPES: dict[str, Any] = {"float32": np.float32, "float64": np.float64}
+
+
+class TrainData(NamedTuple):
+    """The arrays a program reads: samples X (n, d), targets y (n,), and `extra`,
+    a pytree of precomputed arrays used by a fast full-objective kernel."""
+    X: jax.Array
+    y: jax.Array
+    extra: Any = ()
+
+
+class Objective(NamedTuple):
+    """What the engine differentiates.
+
+    batch_value_and_grad(params, X_batch, y_batch) -> (mean loss, gradient pytree).
+    full_value_and_grad(params, data: TrainData) -> (f(params), grad f(params)) of the
+      full objective; it must be the same function as batch_value_and_grad on all rows.
+    """
+    batch_value_and_grad: ValueAndGrad
+    full_value_and_grad: FullValueAndGrad
+
+
+class ProgramOutput(NamedTuple):
+    """Raw outputs of one compiled run (device arrays)."""
+    params: Params
+    initial_loss: jax.Array
+    initial_grad_norm: jax.Array
+    train_loss: jax.Array          # (epochs,)
+    grad_norm: jax.Array           # (epochs,)
+    diverged_epoch: jax.Array      # int32, 0 when the run did not diverge
+
+
+class _Carry(NamedTuple):
+    params: Params
+    opt_state: Any
+    loss: jax.Array
+    grad: Params
+    diverged_epoch: jax.Array
+
+
+def canonical_dtype(dtype: Any) -> str:
+    """'float32' or 'float64' from a name or NumPy dtype; ValueError otherwise."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = str(dtype)
+    if name not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not supported; use 'float32' or 'float64'")
+    return name
+
+
+@contextlib.contextmanager
+def precision(dtype: str) -> Iterator[None]:
+    """Enables 64-bit JAX inside the block when dtype is float64 (global config untouched)."""
+    if canonical_dtype(dtype) == "float64":
+        with jax.enable_x64(True):
+            yield
+    else:
+        yield
+
+
+def global_norm(tree: Params) -> jax.Array:
+    """sqrt(sum of squares of every leaf)."""
+    leaves = jax.tree.leaves(tree)
+    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in leaves))
+
+
+def _all_finite(tree: Params) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+
+
+def _select(keep_old: jax.Array, old: Any, new: Any) -> Any:
+    return jax.tree.map(lambda o, n: jnp.where(keep_old, o, n), old, new)
+
+
+def objective_from_value_and_grad(value_and_grad: ValueAndGrad,
+                                  full_value_and_grad: FullValueAndGrad | None = None
+                                  ) -> Objective:
+    """An Objective whose full evaluation is `value_and_grad(params, data.X, data.y)`
+    unless a dedicated `full_value_and_grad(params, data)` is given."""
+    if full_value_and_grad is None:
+        def full_value_and_grad(params: Params, data: TrainData) -> tuple[jax.Array, Params]:
+            return value_and_grad(params, data.X, data.y)
+    return Objective(value_and_grad, full_value_and_grad)
+
+
+def build_program(objective: Objective, make_transform: MakeTransform, *, epochs: int,
+                  plan: BatchPlan, divergence_factor: float
+                  ) -> Callable[[Params, TrainData, jax.Array, Any], ProgramOutput]:
+    """The pure function `program(params0, data, seed, hyper) -> ProgramOutput` of a run.
+
+    `make_transform(hyper)` builds the optimizer from `hyper` (traced values such
+    as a learning rate to vmap over; `()` when everything is fixed).
+    """
+    if int(epochs) < 1:
+        raise ValueError(f"epochs={epochs!r} is invalid; run at least 1 epoch")
+    if not divergence_factor > 1:
+        raise ValueError(f"divergence_factor={divergence_factor!r} must be > 1 (e.g. 1e6)")
+    epochs = int(epochs)
+
+    def program(params0: Params, data: TrainData, seed: jax.Array, hyper: Any) -> ProgramOutput:
+        transform = make_transform(hyper)
+        loss0, grad0 = objective.full_value_and_grad(params0, data)
+        threshold = divergence_factor * jnp.maximum(jnp.abs(loss0), DIVERGENCE_FLOOR)
+        key = seed_key(seed)
+
+        def step(params: Params, opt_state: Any, grad: Params) -> tuple[Params, Any]:
+            updates, opt_state = transform.update(grad, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state
+
+        def batch_step(carry: tuple[Params, Any], index: jax.Array) -> tuple[tuple[Params, Any], None]:
+            params, opt_state = carry
+            x_batch = jnp.take(data.X, index, axis=0)
+            y_batch = jnp.take(data.y, index, axis=0)
+            _, grad = objective.batch_value_and_grad(params, x_batch, y_batch)
+            return step(params, opt_state, grad), None
+
+        def epoch_body(carry: _Carry, epoch: jax.Array) -> tuple[_Carry, tuple[jax.Array, jax.Array]]:
+            if plan.full_batch:
+                params, opt_state = step(carry.params, carry.opt_state, carry.grad)
+            else:
+                order = permutation_in_program(key, epoch, plan.n_samples)
+                cut = plan.n_full * plan.batch_size
+                full = order[:cut].reshape(plan.n_full, plan.batch_size)
+                (params, opt_state), _ = jax.lax.scan(
+                    batch_step, (carry.params, carry.opt_state), full)
+                if plan.remainder:
+                    (params, opt_state), _ = batch_step((params, opt_state), order[cut:])
+            loss, grad = objective.full_value_and_grad(params, data)
+            bad = ~(jnp.isfinite(loss) & _all_finite(params) & _all_finite(grad)
+                    & (loss <= threshold))
+            reject = bad | (carry.diverged_epoch > 0)
+            new = _Carry(params, opt_state, loss, grad, carry.diverged_epoch)
+            kept = _select(reject, carry, new)
+            diverged_epoch = jnp.where(bad & (carry.diverged_epoch == 0),
+                                       (epoch + 1).astype(jnp.int32), carry.diverged_epoch)
+            kept = kept._replace(diverged_epoch=diverged_epoch)
+            return kept, (kept.loss, global_norm(kept.grad))
+
+        init = _Carry(params0, transform.init(params0), loss0, grad0, jnp.zeros((), jnp.int32))
+        final, (losses, grad_norms) = jax.lax.scan(
+            epoch_body, init, jnp.arange(epochs, dtype=jnp.int32))
+        return ProgramOutput(final.params, loss0, global_norm(grad0), losses, grad_norms,
+                             final.diverged_epoch)
+
+    return program
+
+
+class Timed(NamedTuple):
+    """Outputs of a compiled program with its compile and run times (seconds)."""
+    output: Any
+    compile_time_s: float
+    run_time_s: float
+
+
+def execute(function: Callable[..., Any], *args: Any, epochs: int) -> Timed:
+    """Compiles `function(*args)` ahead of time, runs it once, blocks; times each part.
+
+    Emits ("compile", seconds) and ("epochs", epochs, seconds) events.
+    """
+    args = jax.block_until_ready(args)
+    start = time.perf_counter()
+    compiled = jax.jit(function).lower(*args).compile()
+    compile_time = time.perf_counter() - start
+    events.emit("compile", compile_time)
+    start = time.perf_counter()
+    output = jax.block_until_ready(compiled(*args))
+    run_time = time.perf_counter() - start
+    events.emit("epochs", epochs, run_time)
+    return Timed(output, compile_time, run_time)
+
+
+def cast_tree(tree: Params, dtype: str) -> Params:
+    """Every floating leaf as a JAX array of `dtype` (other leaves as JAX arrays, unchanged)."""
+    def cast(leaf: Any) -> jax.Array:
+        if isinstance(leaf, (np.ndarray, np.generic, float)) and \
+                np.issubdtype(np.asarray(leaf).dtype, np.floating):
+            return jnp.asarray(np.asarray(leaf, dtype))
+        leaf = jnp.asarray(leaf)
+        if jnp.issubdtype(leaf.dtype, jnp.floating) and leaf.dtype != np.dtype(dtype):
+            return leaf.astype(dtype)
+        return leaf
+    return jax.tree.map(cast, tree)
+
+
+def resolve_optimizer(optimizer: Any, hyperparams: dict[str, Any] | None
+                      ) -> tuple[str, dict[str, Any], Callable[..., optax.GradientTransformation]]:
+    """(name, full hyperparameters, factory(**overrides)) for a name or a transform."""
+    if isinstance(optimizer, str):
+        from optiscale_jax.optimizers import default_hyperparams, get_optimizer
+        given = dict(hyperparams or {})
+        get_optimizer(optimizer, **given)  # validates name and values now, with clear errors
+        name = optimizer.lower()
+        full = {**default_hyperparams(name), **given}
+        return name, full, lambda **over: get_optimizer(name, **{**given, **over})
+    if isinstance(optimizer, optax.GradientTransformation):
+        if hyperparams:
+            raise ValueError(
+                "hyperparams= is only for an optimizer given by name; a GradientTransformation "
+                f"already carries its hyperparameters (got {sorted(hyperparams)})")
+        return getattr(optimizer, "__name__", "custom"), {}, lambda **over: optimizer
+    raise ValueError(
+        f"optimizer={optimizer!r} is invalid; pass an optimizer name such as 'adam' "
+        "(with hyperparams={...}) or an optax.GradientTransformation")
+
+
+def device_description() -> str:
+    """The JAX default device, e.g. 'jax:cpu:cpu'."""
+    device = jax.devices()[0]
+    return f"jax:{device.platform}:{getattr(device, 'device_kind', device)}"
+
+
+def _host_params(params: Params) -> Any:
+    if isinstance(params, jax.Array):
+        return np.asarray(params)
+    return jax.tree.map(np.asarray, params)
+
+
+def to_result(output: ProgramOutput, timed: Timed, *, f_star: float | None, tol: float,
+              grad_tol: float | None, dtype: str, optimizer: str,
+              hyperparams: dict[str, Any], batch_size: int | None, seed: int) -> RunResult:
+    """A RunResult from one program's outputs (host copies)."""
+    diverged_epoch = int(output.diverged_epoch)
+    return make_result(
+        params=_host_params(output.params), initial_loss=float(output.initial_loss),
+        initial_grad_norm=float(output.initial_grad_norm),
+        train_loss=np.asarray(output.train_loss), grad_norm=np.asarray(output.grad_norm),
+        diverged_epoch=diverged_epoch or None, f_star=f_star, tol=tol, grad_tol=grad_tol,
+        compile_time_s=timed.compile_time_s, run_time_s=timed.run_time_s, backend="jax",
+        device=device_description(), dtype=dtype, optimizer=optimizer,
+        hyperparams=hyperparams, batch_size=batch_size, seed=seed)
+
+
+def run_objective(value_and_grad: ValueAndGrad, params0: Params, optimizer: Any,
+                  X: Any, y: Any, *, epochs: int, batch_size: int | None = None,
+                  seed: int = 0, dtype: str | None = "float32",
+                  f_star: float | None = None, divergence_factor: float = 1e6,
+                  hyperparams: dict[str, Any] | None = None, tol: float = 1e-6,
+                  grad_tol: float | None = None,
+                  full_value_and_grad: FullValueAndGrad | None = None,
+                  extra: Any = ()) -> RunResult:
+    """Trains `params0` on any mean loss: the engine without a Problem.
+
+    Args:
+      value_and_grad: (params, X_rows, y_rows) -> (mean loss, gradient pytree); called on
+        all rows for full batch, on gathered rows for mini-batches. May be a
+        shard_mapped function (ParallelTrainer).
+      params0: initial parameter pytree.
+      optimizer: optimizer name (with `hyperparams`) or an optax GradientTransformation.
+      X, y: data with samples along axis 0 (kept as given when already of `dtype`, so
+        a sharded array keeps its sharding).
+      dtype: "float32", "float64", or None to keep the arrays' dtypes.
+      full_value_and_grad: optional faster (params, TrainData(X, y, extra)) -> (loss, grad)
+        of the same full objective.
+      Others: as `run`.
+    Returns:
+      RunResult (params as the pytree of host arrays; an array for a single array).
+    """
+    name, full_hyper, factory = resolve_optimizer(optimizer, hyperparams)
+    n_samples = int(jax.tree.leaves(X)[0].shape[0]) if not hasattr(X, "shape") else int(X.shape[0])
+    plan = batch_plan(n_samples, batch_size)
+    dtype_name = canonical_dtype(dtype) if dtype is not None else canonical_dtype(
+        jax.tree.leaves(params0)[0].dtype)
+    with precision(dtype_name):
+        cast = (lambda tree: cast_tree(tree, dtype_name)) if dtype is not None else (
+            lambda tree: jax.tree.map(jnp.asarray, tree))
+        data = TrainData(cast(X), cast(y), cast(extra))
+        params = cast(params0)
+        program = build_program(
+            objective_from_value_and_grad(value_and_grad, full_value_and_grad),
+            lambda hyper: factory(), epochs=epochs, plan=plan,
+            divergence_factor=divergence_factor)
+        timed = execute(program, params, data, jnp.asarray(seed, jnp.uint32), (), epochs=epochs)
+        return to_result(timed.output, timed, f_star=f_star, tol=tol, grad_tol=grad_tol,
+                         dtype=dtype_name, optimizer=name, hyperparams=full_hyper,
+                         batch_size=batch_size, seed=seed)

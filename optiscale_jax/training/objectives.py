@@ -1,0 +1,151 @@
+"""Problem -> engine Objective: the loss-and-gradient kernels the engine runs.
+
+Every kernel computes exactly the Problem's objective and gradient (the
+formulas of `optiscale_jax.problems`); they differ only in data layout and
+precomputation, chosen for speed:
+
+- "generic": `problem.loss` and `problem.grad` traced together (XLA shares X w).
+- "fused" (logistic, softmax): one pass z = X w, then the gradient as X^T r with
+  X^T stored once in row-major layout (a contiguous matrix-vector product; XLA's
+  CPU `X.T @ r` on the original layout is several times slower).
+- "quadratic" (least squares, ridge, when d <= n/2): with H = X^T X / n,
+  w_ref = a float64 least-squares solution, g_ref = grad f_data(w_ref) and
+  f_ref = f_data(w_ref), all computed once on the host in float64,
+      f(w)      = f_ref + g_ref . (w - w_ref) + (w - w_ref)^T H (w - w_ref) / 2 + (l2/2)||w||^2
+      grad f(w) = g_ref + H (w - w_ref) + l2 w
+  which is the same quadratic (Taylor expansion is exact), costs O(d^2) instead
+  of O(n d) per evaluation, and is centred at w_ref so float32 keeps its digits.
+Mini-batch steps always use the Problem's own loss/gradient on the gathered rows.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from optiscale_jax.training.engine import Objective, TrainData, cast_tree
+
+KERNELS: tuple[str, ...] = ("auto", "generic", "fused", "quadratic")
+QUADRATIC_MAX_FEATURES = 4096
+
+
+class PreparedObjective(NamedTuple):
+    """An Objective, the device data it reads, the kernel chosen and its host setup time."""
+    objective: Objective
+    data: TrainData
+    kernel: str
+    setup_time_s: float
+
+
+def _generic(problem: Any) -> Objective:
+    def value_and_grad(w: jax.Array, X: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return problem.loss(w, X, y, xp=jnp), problem.grad(w, X, y, xp=jnp)
+
+    def full(w: jax.Array, data: TrainData) -> tuple[jax.Array, jax.Array]:
+        return value_and_grad(w, data.X, data.y)
+
+    return Objective(value_and_grad, full)
+
+
+def _l2_terms(w: jax.Array, l2: float) -> tuple[jax.Array, jax.Array]:
+    if not l2:
+        return jnp.zeros((), w.dtype), jnp.zeros_like(w)
+    return 0.5 * l2 * jnp.sum(w * w), l2 * w
+
+
+def _fused_logistic(problem: Any) -> Objective:
+    def full(w: jax.Array, data: TrainData) -> tuple[jax.Array, jax.Array]:
+        z = data.X @ w
+        y = data.y.astype(z.dtype)
+        loss = jnp.mean(jnp.logaddexp(0.0, z) - y * z)
+        residual = 0.5 * (1.0 + jnp.tanh(0.5 * z)) - y
+        grad = (data.extra @ residual) / data.X.shape[0]
+        l2_loss, l2_grad = _l2_terms(w, problem.l2)
+        return loss + l2_loss, grad + l2_grad
+
+    return Objective(_generic(problem).batch_value_and_grad, full)
+
+
+def _fused_softmax(problem: Any) -> Objective:
+    def full(W: jax.Array, data: TrainData) -> tuple[jax.Array, jax.Array]:
+        z = data.X @ W
+        log_p = jax.nn.log_softmax(z, axis=1)
+        onehot = jax.nn.one_hot(data.y, W.shape[1], dtype=z.dtype)
+        loss = -jnp.sum(onehot * log_p) / data.X.shape[0]
+        grad = (data.extra @ (jnp.exp(log_p) - onehot)) / data.X.shape[0]
+        l2_loss, l2_grad = _l2_terms(W, problem.l2)
+        return loss + l2_loss, grad + l2_grad
+
+    return Objective(_generic(problem).batch_value_and_grad, full)
+
+
+def _quadratic_extra(problem: Any) -> dict[str, np.ndarray]:
+    X, y = np.asarray(problem.X, np.float64), np.asarray(problem.y, np.float64)
+    n = X.shape[0]
+    hessian = X.T @ X / n
+    w_ref = np.linalg.lstsq(X, y, rcond=None)[0]
+    residual = X @ w_ref - y
+    return {"hessian": hessian, "w_ref": w_ref, "g_ref": residual @ X / n,
+            "f_ref": np.asarray(0.5 * np.mean(residual * residual))}
+
+
+def _quadratic(problem: Any) -> Objective:
+    def full(w: jax.Array, data: TrainData) -> tuple[jax.Array, jax.Array]:
+        q = data.extra
+        delta = w - q["w_ref"]
+        h_delta = q["hessian"] @ delta
+        loss = q["f_ref"] + q["g_ref"] @ delta + 0.5 * (delta @ h_delta)
+        l2_loss, l2_grad = _l2_terms(w, problem.l2)
+        return loss + l2_loss, q["g_ref"] + h_delta + l2_grad
+
+    return Objective(_generic(problem).batch_value_and_grad, full)
+
+
+def choose_kernel(problem: Any, kernel: str = "auto") -> str:
+    """The kernel `kernel` resolves to for `problem` (ValueError if it does not apply)."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel={kernel!r} is unknown; choose one of: {', '.join(KERNELS)}")
+    n, d = problem.X.shape
+    quadratic_ok = problem.kind in ("least_squares", "ridge") and \
+        d <= n // 2 and d <= QUADRATIC_MAX_FEATURES
+    fused_ok = problem.kind in ("logistic", "softmax")
+    if kernel == "auto":
+        return "quadratic" if quadratic_ok else "fused" if fused_ok else "generic"
+    if kernel == "quadratic" and not quadratic_ok:
+        raise ValueError(
+            f"kernel='quadratic' needs a least_squares/ridge problem with d <= n/2 and "
+            f"d <= {QUADRATIC_MAX_FEATURES} (got kind={problem.kind!r}, n={n}, d={d}); "
+            "use kernel='auto' or 'generic'")
+    if kernel == "fused" and not fused_ok:
+        raise ValueError(f"kernel='fused' is for logistic/softmax problems (got "
+                         f"{problem.kind!r}); use kernel='auto' or 'generic'")
+    return kernel
+
+
+def prepare(problem: Any, dtype: str, kernel: str = "auto") -> PreparedObjective:
+    """The Objective for `problem` and its data on the default device, cast to `dtype`.
+
+    Call inside `engine.precision(dtype)` for float64.
+    """
+    chosen = choose_kernel(problem, kernel)
+    start = time.perf_counter()
+    X = np.asarray(problem.X)
+    y = np.asarray(problem.y)
+    if problem.kind != "softmax":
+        y = y.astype(dtype)
+    extra: Any = ()
+    if chosen == "quadratic":
+        extra = _quadratic_extra(problem)
+        objective = _quadratic(problem)
+    elif chosen == "fused":
+        extra = np.ascontiguousarray(X.T)
+        objective = _fused_logistic(problem) if problem.kind == "logistic" else _fused_softmax(problem)
+    else:
+        objective = _generic(problem)
+    data = jax.block_until_ready(TrainData(cast_tree(X, dtype), jnp.asarray(y),
+                                           cast_tree(extra, dtype)))
+    return PreparedObjective(objective, data, chosen, time.perf_counter() - start)

@@ -1,0 +1,165 @@
+"""The record of one run (`RunResult`) and the pure functions that summarise a curve.
+
+Relative suboptimality of a loss value f is `(f - f*) / max(|f*|, TINY)`.
+`epochs_to[level]` is the first epoch count t (0 = the initial point) whose
+end-of-epoch loss has relative suboptimality <= level, or None if never.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+LEVELS: tuple[float, ...] = (1e-2, 1e-4, 1e-6)
+TINY: float = 1e-30
+STATUSES: tuple[str, ...] = ("converged", "max_epochs", "diverged")
+
+
+def level_key(level: float) -> str:
+    """Dictionary key of a level: 1e-2 -> "1e-2"."""
+    return f"{level:.0e}".replace("e-0", "e-").replace("e+0", "e+")
+
+
+def relative_suboptimality(loss: np.ndarray | float, f_star: float) -> np.ndarray:
+    """(loss - f*) / max(|f*|, TINY), in float64."""
+    return (np.asarray(loss, np.float64) - f_star) / max(abs(f_star), TINY)
+
+
+def epochs_to_levels(initial_loss: float, train_loss: np.ndarray, f_star: float | None,
+                     levels: tuple[float, ...] = LEVELS) -> dict[str, int | None]:
+    """First epoch count reaching each relative-suboptimality level (None if never or f* unknown)."""
+    if f_star is None:
+        return {level_key(level): None for level in levels}
+    curve = relative_suboptimality(np.concatenate([[initial_loss], train_loss]), f_star)
+    out: dict[str, int | None] = {}
+    for level in levels:
+        hits = np.flatnonzero(curve <= level)
+        out[level_key(level)] = int(hits[0]) if hits.size else None
+    return out
+
+
+def run_status(diverged: bool, final_loss: float, final_grad_norm: float,
+               f_star: float | None, tol: float, grad_tol: float | None) -> str:
+    """"diverged" if divergence was detected; "converged" if at the end of the run the
+    relative suboptimality is <= tol (f* known) or the gradient norm is <= grad_tol
+    (when given); otherwise "max_epochs"."""
+    if diverged:
+        return "diverged"
+    if f_star is not None and float(relative_suboptimality(final_loss, f_star)) <= tol:
+        return "converged"
+    if grad_tol is not None and final_grad_norm <= grad_tol:
+        return "converged"
+    return "max_epochs"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()] if value.ndim else _jsonable(value.item())
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """One training run.
+
+    Attributes:
+      params: final parameters (np.ndarray; the last finite ones if the run diverged).
+      train_loss: full objective f(w_t) at the end of each epoch t = 1..epochs, shape (epochs,).
+      suboptimality: train_loss - f* per epoch (None when f* is unknown).
+      grad_norm: ||grad f(w_t)||_2 of the full objective at the end of each epoch.
+      epochs_to: {"1e-2": t | None, "1e-4": ..., "1e-6": ...}, relative suboptimality levels.
+      status: "converged" | "max_epochs" | "diverged".
+      compile_time_s: seconds to trace and compile the program (0 for reference loops).
+      run_time_s: seconds of the run itself, blocking, compile excluded.
+      time_per_epoch_s: run_time_s / epochs.
+      backend, device, dtype, epochs: where and how it ran.
+      initial_loss, initial_grad_norm: f(w_0) and ||grad f(w_0)||.
+      diverged_epoch: the epoch whose end point was rejected as diverged (None if not).
+      f_star: the optimum used for suboptimality (None if unknown).
+      optimizer, hyperparams, batch_size, seed: what ran.
+      setup_time_s: host time to prepare the data and kernel (transfers, precomputation).
+      kernel: the loss-and-gradient kernel the engine used (see `objectives.py`).
+    """
+
+    params: np.ndarray
+    train_loss: np.ndarray
+    suboptimality: np.ndarray | None
+    grad_norm: np.ndarray
+    epochs_to: dict[str, int | None]
+    status: str
+    compile_time_s: float
+    run_time_s: float
+    time_per_epoch_s: float
+    backend: str
+    device: str
+    dtype: str
+    epochs: int
+    initial_loss: float = float("nan")
+    initial_grad_norm: float = float("nan")
+    diverged_epoch: int | None = None
+    f_star: float | None = None
+    optimizer: str = ""
+    hyperparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+    batch_size: int | None = None
+    seed: int = 0
+    setup_time_s: float = 0.0
+    kernel: str = ""
+
+    @property
+    def final_loss(self) -> float:
+        """Loss at the end of the last epoch."""
+        return float(self.train_loss[-1]) if len(self.train_loss) else self.initial_loss
+
+    @property
+    def relative_suboptimality(self) -> np.ndarray | None:
+        """(f - f*) / max(|f*|, TINY) per epoch, or None when f* is unknown."""
+        if self.f_star is None:
+            return None
+        return relative_suboptimality(self.train_loss, self.f_star)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field (arrays become lists)."""
+        return {field.name: _jsonable(getattr(self, field.name))
+                for field in dataclasses.fields(self)}
+
+
+def make_result(*, params: np.ndarray, initial_loss: float, initial_grad_norm: float,
+                train_loss: np.ndarray, grad_norm: np.ndarray, diverged_epoch: int | None,
+                f_star: float | None, tol: float, grad_tol: float | None,
+                compile_time_s: float, run_time_s: float, backend: str, device: str,
+                dtype: str, optimizer: str, hyperparams: dict[str, Any],
+                batch_size: int | None, seed: int) -> RunResult:
+    """Assembles a RunResult from host arrays, deriving suboptimality, epochs_to, status."""
+    train_loss = np.asarray(train_loss)
+    grad_norm = np.asarray(grad_norm)
+    epochs = int(train_loss.shape[0])
+    final_loss = float(train_loss[-1]) if epochs else float(initial_loss)
+    final_grad = float(grad_norm[-1]) if epochs else float(initial_grad_norm)
+    return RunResult(
+        params=np.asarray(params),
+        train_loss=train_loss,
+        suboptimality=None if f_star is None else train_loss.astype(np.float64) - f_star,
+        grad_norm=grad_norm,
+        epochs_to=epochs_to_levels(float(initial_loss), train_loss, f_star),
+        status=run_status(diverged_epoch is not None, final_loss, final_grad, f_star, tol,
+                          grad_tol),
+        compile_time_s=float(compile_time_s),
+        run_time_s=float(run_time_s),
+        time_per_epoch_s=float(run_time_s) / max(epochs, 1),
+        backend=backend, device=device, dtype=dtype, epochs=epochs,
+        initial_loss=float(initial_loss), initial_grad_norm=float(initial_grad_norm),
+        diverged_epoch=diverged_epoch, f_star=None if f_star is None else float(f_star),
+        optimizer=optimizer, hyperparams=dict(hyperparams), batch_size=batch_size,
+        seed=int(seed))
