@@ -1,0 +1,97 @@
+"""Input checks for problems: every error names the bad value and the fix."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+PROBLEM_KINDS = ("least_squares", "ridge", "logistic", "softmax")
+
+
+def check_kind(kind: Any) -> str:
+    if kind not in PROBLEM_KINDS:
+        raise ValueError(f"unknown problem kind {kind!r}; choose one of: {', '.join(PROBLEM_KINDS)}")
+    return kind
+
+
+def check_l2(kind: str, l2: Any) -> float:
+    try:
+        value = float(l2)
+    except (TypeError, ValueError):
+        raise ValueError(f"l2 must be a real number >= 0, got {l2!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"l2 must be finite and >= 0, got {l2!r}")
+    if kind == "least_squares" and value != 0.0:
+        raise ValueError(
+            f"least_squares has no L2 term but l2={l2!r} was given; use kind='ridge' "
+            "for an L2-regularised least-squares problem")
+    if kind == "ridge" and value == 0.0:
+        raise ValueError("ridge needs l2 > 0, got l2=0.0; pass e.g. l2=1e-3, or use "
+                         "kind='least_squares' for no regularisation")
+    return value
+
+
+def check_X(X: Any) -> np.ndarray:
+    try:
+        arr = np.array(X, dtype=np.float64, order="C", copy=True)  # the Problem owns its data
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"X must be a numeric 2-D array (n_samples, n_features): {err}") from None
+    if arr.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {arr.shape}; "
+                         "reshape a single feature with X.reshape(-1, 1)")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"X must have at least one row and one column, got shape {arr.shape}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"X contains {int(bad.sum())} non-finite value(s) (NaN or Inf), first at "
+                         f"X[{i}, {j}] = {arr[i, j]}; drop or impute those entries first")
+    return arr
+
+
+def check_y(kind: str, y: Any, n_samples: int, n_classes: int | None) -> tuple[np.ndarray, int | None]:
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"y must be 1-D with one entry per row of X, got shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"y has {arr.shape[0]} entries but X has {n_samples} rows; "
+                         "they must match")
+    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
+        raise ValueError(f"y must be numeric, got dtype {arr.dtype}")
+    y64 = np.array(arr, dtype=np.float64, copy=True)
+    bad = ~np.isfinite(y64)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"y contains {int(bad.sum())} non-finite value(s) (NaN or Inf), first at "
+                         f"y[{i}] = {y64[i]}; drop or impute those entries first")
+    if kind in ("least_squares", "ridge"):
+        if n_classes is not None:
+            raise ValueError(f"n_classes={n_classes!r} only applies to kind='softmax'")
+        return y64, None
+    if kind == "logistic":
+        values = np.unique(y64)
+        if not np.all(np.isin(values, (0.0, 1.0))):
+            shown = ", ".join(f"{v:g}" for v in values[:5])
+            raise ValueError(f"logistic regression needs labels in {{0, 1}}, got values {{{shown}"
+                             f"{', ...' if values.size > 5 else ''}}}; map labels to 0/1, e.g. "
+                             "y = (y > 0).astype(float) for -1/+1 labels")
+        if n_classes not in (None, 2):
+            raise ValueError(f"logistic regression is binary; got n_classes={n_classes!r}")
+        return y64, None
+    # softmax
+    if np.any(y64 != np.round(y64)) or np.any(y64 < 0):
+        raise ValueError("softmax regression needs integer class labels 0, 1, ..., k-1; got "
+                         f"non-integer or negative labels (min {y64.min():g}); encode classes "
+                         "with np.unique(y, return_inverse=True)[1]")
+    labels = y64.astype(np.int64)
+    k = int(labels.max()) + 1 if n_classes is None else int(n_classes)
+    if k < 2:
+        raise ValueError(f"softmax regression needs at least 2 classes, got n_classes={k}")
+    if labels.max() >= k:
+        raise ValueError(f"label {int(labels.max())} is out of range for n_classes={k}; "
+                         f"labels must be in [0, {k})")
+    return labels, k
