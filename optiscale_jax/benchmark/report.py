@@ -207,7 +207,8 @@ def render_report(data: Mapping[str, Any], results_name: str,
         if plot:
             lines += ["", f"![Convergence on {dataset}]({plot})", "",
                       f"[{plot}]({plot}): relative suboptimality against epochs (left) and "
-                      "against run time (right; epoch x mean time per epoch)."]
+                      "against run time (right; epoch x mean time per epoch). Values at or "
+                      "below 1e-12 (float32 losses can round to just under f*) are drawn at 1e-12."]
         lines.append("")
     if data.get("skipped"):
         lines += ["## Skipped data sets", ""]
