@@ -1,0 +1,18 @@
+"""Profiling: time, host and device memory, NVML readings and speed comparisons.
+
+    >>> from optiscale_jax.profiling import OptimizerProfiler
+    >>> with OptimizerProfiler() as profiler:
+    ...     Adam(learning_rate=0.01, epochs=1000).fit(X, y)
+    >>> profiler.get_stats()["avg_epoch_time"]
+"""
+
+from optiscale_jax.profiling.memory import (
+    ArrayRecord, MemoryTracker, array_record, engine_device_arrays, estimate_optimizer_memory,
+    estimate_training_memory, optimizer_state_shapes, tree_bytes)
+from optiscale_jax.profiling.profiler import OptimizerProfiler
+
+__all__ = [
+    "ArrayRecord", "MemoryTracker", "OptimizerProfiler", "array_record", "engine_device_arrays",
+    "estimate_optimizer_memory", "estimate_training_memory", "optimizer_state_shapes",
+    "tree_bytes",
+]
