@@ -51,10 +51,6 @@ __all__ = ["BACKENDS", "RESULTS_FILENAME", "LargeScaleBenchmark", "infer_problem
 RESULTS_FILENAME = "large_scale_results.json"
 BACKENDS = ("jax", "numpy", "cupy")
 DTYPES = ("float32", "float64")
-# Metadata keys copied into every record (when the loader provides them).
-_METADATA_KEYS = ("n_train", "n_test", "n_features", "condition_number",
-                  "condition_number_nonzero", "rank", "L", "mu", "task", "source",
-                  "target_condition_number", "actual_kappa", "condition_type")
 # Learning-rate multipliers of a tuning grid around the configured rate.
 GRID_FACTORS = tuple(2.0**k for k in range(-4, 4))
 
@@ -288,14 +284,15 @@ class LargeScaleBenchmark:
 
     # ------------------------------------------------------------------ one run
     def _dataset_info(self, prob: Any, X_test: Any, metadata: Mapping[str, Any]) -> dict[str, Any]:
-        info = {k: metadata[k] for k in _METADATA_KEYS if k in metadata}
+        # Scalars and strings of the loader's metadata (arrays such as spectra are left out).
+        info: dict[str, Any] = {}
+        for key, value in metadata.items():
+            if isinstance(value, np.generic):
+                value = value.item()
+            if isinstance(value, (int, float, str, bool)) or value is None:
+                info[str(key)] = value
         info.update(n_train=int(prob.n_samples), n_features=int(prob.n_features),
                     n_test=int(np.shape(X_test)[0]))
-        for key, value in list(info.items()):
-            if isinstance(value, (np.generic,)):
-                info[key] = value.item()
-            elif not isinstance(value, (int, float, str, bool, type(None))):
-                info[key] = str(value)
         return info
 
     def _train(self, prob: Any, optimizer: str, hyper: Mapping[str, Any], epochs: int,
@@ -322,13 +319,17 @@ class LargeScaleBenchmark:
                                f_star=f_star, hyperparams=fixed,
                                divergence_factor=self.divergence_factor)
         sweep_wall_s = time.perf_counter() - start
-        final = np.asarray(sweep.final_loss, dtype=np.float64).reshape(len(grid), -1)[:, 0]
-        statuses = np.asarray(sweep.status).reshape(len(grid), -1)[:, 0].tolist()
-        best_lr = float(sweep.best["learning_rate"])
-        tuning = {"learning_rates": grid, "final_losses": final.tolist(), "statuses": statuses,
-                  "best_learning_rate": best_lr, "sweep_wall_time_s": sweep_wall_s,
-                  "sweep_compile_time_s": float(getattr(sweep, "compile_time_s", math.nan)),
-                  "sweep_run_time_s": float(getattr(sweep, "run_time_s", math.nan)),
+        best = sweep.best_config
+        if best is None:
+            raise FloatingPointError(
+                f"every learning rate of the tuning grid {grid} diverged for {optimizer}")
+        best_lr = float(best["learning_rate"])
+        tuning = {"learning_rates": grid,
+                  "final_losses": [float(r.final_loss) for r in sweep.runs],
+                  "statuses": list(sweep.statuses), "best_learning_rate": best_lr,
+                  "sweep_wall_time_s": sweep_wall_s,
+                  "sweep_compile_time_s": float(sweep.compile_time_s),
+                  "sweep_run_time_s": float(sweep.run_time_s),
                   "selection": "lowest final training loss among non-diverged rates"}
         return {**fixed, "learning_rate": best_lr}, tuning
 

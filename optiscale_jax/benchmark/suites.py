@@ -1,0 +1,221 @@
+"""The benchmark's data sets, suites and per-optimizer starting learning rates.
+
+Data sets (``--datasets`` keys). Every one is split into a training part (the
+objective, its f* and the condition number are of this part) and a held-out
+test part:
+
+=====================  ============================================  ======================
+key                    data                                          problem
+=====================  ============================================  ======================
+mnist_10k              MNIST, 10,000 images, digits 0-4 vs 5-9       logistic, L2 = 1e-4
+mnist_2k               MNIST, 2,000 images (quick suite)             logistic, L2 = 1e-4
+california_housing     all 20,640 rows, 8 standardized features      least squares
+highdim_{50,100,...}   synthetic regression, 2,500 rows, kappa 50    ridge, L2 = 1e-3
+kappa_{1e3,1e6,1e9}    synthetic, exponential spectrum, 1,250 x 100  least squares
+kappa_1e3_small        synthetic, 500 x 50 (quick suite)             least squares
+=====================  ============================================  ======================
+
+High-dimensional sets use ridge so that d = 5,000 and 10,000 with 2,000
+training rows (n < d) still have one optimum; the kappa sets are least squares
+on the generator's spectrum (the training rows' kappa is measured and
+reported next to the generator's target).
+
+Starting learning rates (documented, not tuned on the results; ``--tune``
+searches a grid around them):
+
+* SGD, Momentum, Nesterov (momentum 0.9): ``1 / L`` with ``L`` the problem's
+  smoothness constant (``problem.smoothness()``: largest Hessian eigenvalue
+  bound, ``sigma_max(X)^2 / n`` for squares, ``/4`` for logistic, ``+ l2``),
+  the classical step of gradient descent and within the stable range of both
+  momentum methods;
+* Adam, AdamW, NAdam: 1e-2, the spec's estimator example; AdamW's decoupled
+  weight decay 1e-4 (optax's default);
+* RMSProp 1e-3 and Adagrad 1e-1: their common defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "DATASETS", "DEFAULT_OPTIMIZERS", "DISPLAY_NAMES", "DatasetSpec", "SUITES", "SuiteEntry",
+    "check_datasets", "check_optimizers", "starting_configs",
+]
+
+Loaded = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
+
+DISPLAY_NAMES = {"sgd": "SGD", "momentum": "Momentum", "nesterov": "Nesterov", "adam": "Adam",
+                 "adamw": "AdamW", "nadam": "NAdam", "rmsprop": "RMSProp", "adagrad": "Adagrad"}
+DEFAULT_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+TEST_FRACTION = 0.2
+
+
+class DatasetSpec(NamedTuple):
+    """One benchmark data set: how to load it and which objective to put on it."""
+
+    key: str
+    name: str            # as shown in the report
+    category: str        # classification | regression | high_dimensional | extreme_conditioning
+    problem: str         # problem kind for make_problem
+    l2: float
+    load: Callable[[str | os.PathLike | None, int], Loaded]  # (data_dir, seed) -> data
+    needs_files: bool    # True: reads files from the data directory (may be missing)
+
+
+class SuiteEntry(NamedTuple):
+    """A data set in a suite, with the suite's number of epochs for it."""
+
+    dataset: str
+    epochs: int
+
+
+def _split(X: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, ...]:
+    """Seeded random split: TEST_FRACTION of the rows held out."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(X.shape[0])
+    n_test = int(round(TEST_FRACTION * X.shape[0]))
+    test, train = order[:n_test], order[n_test:]
+    return X[train], y[train], X[test], y[test]
+
+
+def _with_train_spectrum(X_train: np.ndarray, metadata: Mapping[str, Any],
+                         n_test: int) -> dict[str, Any]:
+    """Generator metadata with the spectral figures recomputed on the training rows."""
+    from optiscale_jax.datasets import spectral_metadata
+
+    out = {f"generator_{k}" if k in ("condition_number", "L", "mu", "rank",
+                                     "condition_number_nonzero") else k: v
+           for k, v in metadata.items() if np.isscalar(v) or isinstance(v, str)}
+    out.update(spectral_metadata(X_train))
+    out.update(n_train=int(X_train.shape[0]), n_test=int(n_test),
+               n_features=int(X_train.shape[1]))
+    return out
+
+
+def _mnist(n_samples: int) -> Callable[[Any, int], Loaded]:
+    def load(data_dir: Any, seed: int) -> Loaded:
+        from optiscale_jax.datasets import load_mnist
+
+        return load_mnist(n_samples=n_samples, binary_classification=True,
+                          test_size=TEST_FRACTION, seed=seed, data_dir=data_dir)
+    return load
+
+
+def _california(data_dir: Any, seed: int) -> Loaded:
+    from optiscale_jax.datasets import load_california_housing
+
+    return load_california_housing(data_dir=data_dir, test_size=TEST_FRACTION,
+                                   standardize=True, seed=seed)
+
+
+def _highdim(n_samples: int, n_features: int) -> Callable[[Any, int], Loaded]:
+    def load(data_dir: Any, seed: int) -> Loaded:
+        from optiscale_jax.datasets import generate_highdim_regression
+
+        X, y, _, metadata = generate_highdim_regression(
+            n_samples=n_samples, n_features=n_features, condition_number=50.0,
+            n_informative=max(n_features // 10, 1), seed=seed, dtype=np.float64)
+        X_train, y_train, X_test, y_test = _split(X, y, seed)
+        return X_train, y_train, X_test, y_test, {
+            **_with_train_spectrum(X_train, metadata, X_test.shape[0]),
+            "target_condition_number": 50.0, "task": "regression"}
+    return load
+
+
+def _extreme(kappa: float, n_samples: int, n_features: int) -> Callable[[Any, int], Loaded]:
+    def load(data_dir: Any, seed: int) -> Loaded:
+        from optiscale_jax.datasets import generate_extreme_condition_data
+
+        X, y, metadata = generate_extreme_condition_data(
+            target_kappa=kappa, condition_type="exponential", n_samples=n_samples,
+            n_features=n_features, seed=seed)
+        X_train, y_train, X_test, y_test = _split(X, y, seed)
+        return X_train, y_train, X_test, y_test, {
+            **_with_train_spectrum(X_train, metadata, X_test.shape[0]),
+            "target_condition_number": kappa, "task": "regression"}
+    return load
+
+
+def _specs() -> dict[str, DatasetSpec]:
+    specs = [
+        DatasetSpec("mnist_10k", "MNIST-10k (0-4 vs 5-9)", "classification", "logistic", 1e-4,
+                    _mnist(10_000), True),
+        DatasetSpec("mnist_2k", "MNIST-2k (0-4 vs 5-9)", "classification", "logistic", 1e-4,
+                    _mnist(2_000), True),
+        DatasetSpec("california_housing", "California Housing", "regression",
+                    "least_squares", 0.0, _california, True),
+    ]
+    for d in (50, 100, 1_000, 5_000, 10_000):
+        specs.append(DatasetSpec(f"highdim_{d}", f"High-dimensional d={d:,}", "high_dimensional",
+                                 "ridge", 1e-3, _highdim(2_500, d), False))
+    for label, kappa in (("1e3", 1e3), ("1e6", 1e6), ("1e9", 1e9)):
+        specs.append(DatasetSpec(f"kappa_{label}", f"Extreme conditioning kappa={label}",
+                                 "extreme_conditioning", "least_squares", 0.0,
+                                 _extreme(kappa, 1_250, 100), False))
+    specs.append(DatasetSpec("kappa_1e3_small", "Extreme conditioning kappa=1e3 (small)",
+                             "extreme_conditioning", "least_squares", 0.0,
+                             _extreme(1e3, 500, 50), False))
+    return {spec.key: spec for spec in specs}
+
+
+DATASETS: dict[str, DatasetSpec] = _specs()
+
+_DEFAULT = (SuiteEntry("mnist_10k", 500), SuiteEntry("california_housing", 2_000),
+            SuiteEntry("highdim_100", 1_000), SuiteEntry("highdim_1000", 1_000),
+            SuiteEntry("kappa_1e3", 10_000), SuiteEntry("kappa_1e6", 10_000))
+SUITES: dict[str, tuple[SuiteEntry, ...]] = {
+    "quick": (SuiteEntry("mnist_2k", 30), SuiteEntry("california_housing", 100),
+              SuiteEntry("highdim_50", 100), SuiteEntry("kappa_1e3_small", 300)),
+    "default": _DEFAULT,
+    "full": _DEFAULT + (SuiteEntry("highdim_5000", 1_000), SuiteEntry("highdim_10000", 1_000),
+                        SuiteEntry("kappa_1e9", 10_000)),
+}
+SUITE_OPTIMIZERS = {"quick": ("sgd", "adam"), "default": DEFAULT_OPTIMIZERS,
+                    "full": DEFAULT_OPTIMIZERS}
+
+
+def check_datasets(keys: Sequence[str]) -> list[str]:
+    """The keys, validated; ValueError naming the bad ones and listing the choices."""
+    keys = [k.strip() for k in keys if k.strip()]
+    unknown = [k for k in keys if k not in DATASETS]
+    if unknown:
+        raise ValueError(f"unknown dataset(s) {', '.join(map(repr, unknown))}; choose from: "
+                         f"{', '.join(DATASETS)}")
+    if not keys:
+        raise ValueError(f"no dataset selected; choose from: {', '.join(DATASETS)}")
+    return keys
+
+
+def check_optimizers(names: Sequence[str]) -> list[str]:
+    """Lower-cased optimizer names, validated against ``OPTIMIZER_NAMES``."""
+    from optiscale_jax.optimizers import OPTIMIZER_NAMES
+
+    names = [n.strip().lower() for n in names if n.strip()]
+    unknown = [n for n in names if n not in OPTIMIZER_NAMES]
+    if unknown:
+        raise ValueError(f"unknown optimizer(s) {', '.join(map(repr, unknown))}; choose from: "
+                         f"{', '.join(OPTIMIZER_NAMES)}")
+    if not names:
+        raise ValueError(f"no optimizer selected; choose from: {', '.join(OPTIMIZER_NAMES)}")
+    return names
+
+
+def starting_configs(optimizers: Sequence[str], smoothness: float) -> dict[str, dict[str, Any]]:
+    """``{display name: {"optimizer": name, hyperparameters}}`` with the rates in this
+    module's docstring; ``smoothness`` is the problem's L."""
+    if not (np.isfinite(smoothness) and smoothness > 0):
+        raise ValueError(f"smoothness L must be finite and > 0, got {smoothness}")
+    rates = {"sgd": 1.0 / smoothness, "momentum": 1.0 / smoothness,
+             "nesterov": 1.0 / smoothness, "adam": 1e-2, "adamw": 1e-2, "nadam": 1e-2,
+             "rmsprop": 1e-3, "adagrad": 1e-1}
+    configs: dict[str, dict[str, Any]] = {}
+    for name in optimizers:
+        config: dict[str, Any] = {"optimizer": name, "learning_rate": float(rates[name])}
+        if name == "adamw":
+            config["weight_decay"] = 1e-4
+        configs[DISPLAY_NAMES.get(name, name)] = config
+    return configs
