@@ -6,13 +6,16 @@
     >>> profiler.get_stats()["avg_epoch_time"]
 """
 
+from optiscale_jax.profiling.gpu_monitor import GPUMonitor, GPUSample, integrate_power_j
 from optiscale_jax.profiling.memory import (
     ArrayRecord, MemoryTracker, array_record, engine_device_arrays, estimate_optimizer_memory,
     estimate_training_memory, optimizer_state_shapes, tree_bytes)
 from optiscale_jax.profiling.profiler import OptimizerProfiler
+from optiscale_jax.profiling.speed import SpeedBenchmark, summarize_times
 
 __all__ = [
-    "ArrayRecord", "MemoryTracker", "OptimizerProfiler", "array_record", "engine_device_arrays",
-    "estimate_optimizer_memory", "estimate_training_memory", "optimizer_state_shapes",
-    "tree_bytes",
+    "ArrayRecord", "GPUMonitor", "GPUSample", "MemoryTracker", "OptimizerProfiler",
+    "SpeedBenchmark", "array_record", "engine_device_arrays", "estimate_optimizer_memory",
+    "estimate_training_memory", "integrate_power_j", "optimizer_state_shapes",
+    "summarize_times", "tree_bytes",
 ]
