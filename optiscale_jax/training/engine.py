@@ -254,19 +254,13 @@ def device_description() -> str:
     return f"jax:{device.platform}:{getattr(device, 'device_kind', device)}"
 
 
-def _host_params(params: Params) -> Any:
-    if isinstance(params, jax.Array):
-        return np.asarray(params)
-    return jax.tree.map(np.asarray, params)
-
-
 def to_result(output: ProgramOutput, timed: Timed, *, f_star: float | None, tol: float,
               grad_tol: float | None, dtype: str, optimizer: str,
               hyperparams: dict[str, Any], batch_size: int | None, seed: int) -> RunResult:
     """A RunResult from one program's outputs (host copies)."""
     diverged_epoch = int(output.diverged_epoch)
     return make_result(
-        params=_host_params(output.params), initial_loss=float(output.initial_loss),
+        params=output.params, initial_loss=float(output.initial_loss),
         initial_grad_norm=float(output.initial_grad_norm),
         train_loss=np.asarray(output.train_loss), grad_norm=np.asarray(output.grad_norm),
         diverged_epoch=diverged_epoch or None, f_star=f_star, tol=tol, grad_tol=grad_tol,

@@ -11,6 +11,7 @@ import dataclasses
 import math
 from typing import Any
 
+import jax
 import numpy as np
 
 LEVELS: tuple[float, ...] = (1e-2, 1e-4, 1e-6)
@@ -75,7 +76,8 @@ class RunResult:
     """One training run.
 
     Attributes:
-      params: final parameters (np.ndarray; the last finite ones if the run diverged).
+      params: final parameters (np.ndarray, or a pytree of them for `run_objective`; the
+        last accepted ones if the run diverged).
       train_loss: full objective f(w_t) at the end of each epoch t = 1..epochs, shape (epochs,).
       suboptimality: train_loss - f* per epoch (None when f* is unknown).
       grad_norm: ||grad f(w_t)||_2 of the full objective at the end of each epoch.
@@ -135,6 +137,13 @@ class RunResult:
                 for field in dataclasses.fields(self)}
 
 
+def _host_params(params: Any) -> Any:
+    """A single array as np.ndarray; a pytree of arrays as the same pytree of np.ndarrays."""
+    if jax.tree_util.treedef_is_leaf(jax.tree.structure(params)):
+        return np.asarray(params)
+    return jax.tree.map(np.asarray, params)
+
+
 def make_result(*, params: np.ndarray, initial_loss: float, initial_grad_norm: float,
                 train_loss: np.ndarray, grad_norm: np.ndarray, diverged_epoch: int | None,
                 f_star: float | None, tol: float, grad_tol: float | None,
@@ -148,7 +157,7 @@ def make_result(*, params: np.ndarray, initial_loss: float, initial_grad_norm: f
     final_loss = float(train_loss[-1]) if epochs else float(initial_loss)
     final_grad = float(grad_norm[-1]) if epochs else float(initial_grad_norm)
     return RunResult(
-        params=np.asarray(params),
+        params=_host_params(params),
         train_loss=train_loss,
         suboptimality=None if f_star is None else train_loss.astype(np.float64) - f_star,
         grad_norm=grad_norm,
