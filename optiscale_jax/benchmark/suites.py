@@ -87,9 +87,11 @@ def _with_train_spectrum(X_train: np.ndarray, metadata: Mapping[str, Any],
     """Generator metadata with the spectral figures recomputed on the training rows."""
     from optiscale_jax.datasets import spectral_metadata
 
-    out = {f"generator_{k}" if k in ("condition_number", "L", "mu", "rank",
-                                     "condition_number_nonzero") else k: v
-           for k, v in metadata.items() if np.isscalar(v) or isinstance(v, str)}
+    spectral = ("condition_number", "condition_number_nonzero", "rank", "L", "mu", "singular",
+                "sigma_max", "sigma_min", "sigma_min_nonzero", "actual_kappa",
+                "relative_kappa_error", "n_train", "n_test")
+    out = {(f"generator_{k}" if k in spectral else k): v for k, v in metadata.items()
+           if np.isscalar(v) or isinstance(v, str)}
     out.update(spectral_metadata(X_train))
     out.update(n_train=int(X_train.shape[0]), n_test=int(n_test),
                n_features=int(X_train.shape[1]))
