@@ -1,13 +1,37 @@
-"""Data sets with honest spectral metadata: MNIST, California Housing, synthetic regression."""
+"""Data sets with honest spectral metadata: MNIST, California Housing, synthetic regression.
 
+Every loader returns metadata with one definition of condition number: that of
+the least-squares Hessian X^T X / n, ``(sigma_max / sigma_min)^2``, infinite
+when X^T X is singular (see :func:`spectral_metadata`).
+"""
+
+from optiscale_jax.datasets._california import load_california_housing
+from optiscale_jax.datasets._download import DEFAULT_MIRRORS, MNIST_FILES
+from optiscale_jax.datasets._idx import DataFileError
+from optiscale_jax.datasets._mnist import load_mnist
 from optiscale_jax.datasets._spectral import (
     metadata_from_singular_values,
     rank_tolerance,
     singular_values,
     spectral_metadata,
 )
+from optiscale_jax.datasets._synthetic import (
+    SPECTRUM_TYPES,
+    generate_extreme_condition_data,
+    generate_highdim_regression,
+    hessian_spectrum,
+)
 
 __all__ = [
+    "DEFAULT_MIRRORS",
+    "DataFileError",
+    "MNIST_FILES",
+    "SPECTRUM_TYPES",
+    "generate_extreme_condition_data",
+    "generate_highdim_regression",
+    "hessian_spectrum",
+    "load_california_housing",
+    "load_mnist",
     "metadata_from_singular_values",
     "rank_tolerance",
     "singular_values",
