@@ -16,11 +16,13 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from optiscale_jax.parallel.distributed import global_rows, replicated
 from optiscale_jax.parallel.linear_parallel import make_linear_loss
@@ -125,11 +127,16 @@ def train(model: Any, optimizer: Any, layout: MeshLayout, X: Any = None, y: Any 
     loss = make_loss(model, layout, n_microbatches=n_microbatches, label_dtype=label_dtype)
     X_global = place_rows(X, layout, np.float32)
     y_global = place_rows(y, layout, label_dtype)
-    params_global = replicated(jax.tree.map(lambda p: np.asarray(p, np.float32), params0), layout)
-    return run_objective(jax.value_and_grad(loss), params_global, optimizer, X_global, y_global,
-                         epochs=epochs, batch_size=batch_size, seed=seed, dtype="float32",
-                         hyperparams=hyperparams, f_star=f_star,
-                         divergence_factor=divergence_factor)
+    # The engine's RunResult holds one parameter array, so a pytree (the MLP) travels
+    # through it as one flat vector and is unflattened inside the loss.
+    flat0, unflatten = ravel_pytree(jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params0))
+    flat_loss = lambda flat, X_rows, y_rows: loss(unflatten(flat), X_rows, y_rows)
+    result = run_objective(jax.value_and_grad(flat_loss), replicated(np.asarray(flat0), layout),
+                           optimizer, X_global, y_global, epochs=epochs, batch_size=batch_size,
+                           seed=seed, dtype="float32", hyperparams=hyperparams, f_star=f_star,
+                           divergence_factor=divergence_factor)
+    params = jax.tree.map(np.asarray, unflatten(jnp.asarray(result.params)))
+    return dataclasses.replace(result, params=params)
 
 
 class ParallelTrainer:
@@ -167,7 +174,8 @@ class ParallelTrainer:
         if isinstance(model, MLPSpec):
             if self.layout.second_axis == STAGE:
                 check_pipeline(model, self.layout.n_second,
-                               n_microbatches or default_microbatches(self.layout.n_second))
+                               default_microbatches(self.layout.n_second)
+                               if n_microbatches is None else n_microbatches)
             elif self.layout.second_axis == MODEL and model.width % self.layout.n_second:
                 make_mlp_loss(model, self.layout)  # raises the width error
         self.strategy = strategy
@@ -200,7 +208,7 @@ class ParallelTrainer:
         if not isinstance(model, MLPSpec):
             self.coef_ = np.asarray(result.params)
         if self.layout.second_axis == STAGE:
-            self.bubble_fraction_ = bubble_fraction(
-                self.n_microbatches or default_microbatches(self.layout.n_second),
-                self.layout.n_second)
+            n_micro = (default_microbatches(self.layout.n_second)
+                       if self.n_microbatches is None else self.n_microbatches)
+            self.bubble_fraction_ = bubble_fraction(n_micro, self.layout.n_second)
         return self

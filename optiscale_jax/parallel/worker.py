@@ -71,7 +71,7 @@ def main(argv: list[str]) -> int:
             X, y = data["X"][:args.n_rows], data["y"][:args.n_rows]
     else:
         from optiscale_jax.datasets import load_mnist
-        X, y, *_ = load_mnist(n_samples=args.n_rows, binary_classification=True,
+        X, y, *_ = load_mnist(n_samples=args.n_rows, binary_classification=True, test_size=0.0,
                               data_dir=args.data_dir)
     if len(X) < args.n_rows:
         raise ValueError(f"n_rows={args.n_rows} but the data has {len(X)} rows")
