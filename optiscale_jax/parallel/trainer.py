@@ -189,7 +189,7 @@ class ParallelTrainer:
         self.n_microbatches = n_microbatches
 
     def _model_for(self, X: Any, y: Any) -> Any:
-        if isinstance(self.model, MLPSpec):
+        if not isinstance(self.model, str):  # an MLPSpec, or a Problem to train on X, y
             return self.model
         from optiscale_jax.problems import make_problem
         return make_problem(self.model, X, y, self.l2)
