@@ -15,7 +15,7 @@ import pytest
 from optiscale_jax.datasets._mnist import load_mnist
 from optiscale_jax.parallel import (
     STRATEGIES, MLPSpec, ParallelTrainer, bubble_fraction, init_mlp_params, make_layout,
-    make_loss, measure_bubble_fraction, mlp_loss)
+    make_loss, measure_bubble_fraction, mlp_loss, train)
 from optiscale_jax.problems import make_problem
 from optiscale_jax.training import run
 
@@ -107,6 +107,17 @@ def test_mlp_adam_matches_single_device(mnist_binary, mlp_reference):
     trainer = ParallelTrainer(8, "data_pipeline_parallel", MLP_OPTIMIZERS["adam"](), model=MLP,
                               epochs=MLP_EPOCHS, mesh_shape=(4, 2)).fit(X, y)
     assert _max_abs_diff(trainer.params_, mlp_reference["adam"]) < 1e-5
+
+
+def test_lower_level_train_softmax_problem(data_dir):
+    """train(Problem, transform, layout): 10-class softmax (int labels, (d, k) weights)."""
+    X, digits, *_ = load_mnist(n_samples=N_ROWS, test_size=0.0, data_dir=data_dir)
+    problem = make_problem("softmax", X, digits, l2=L2)
+    reference = run(problem, optax.sgd(0.5), epochs=10).params
+    result = train(problem, optax.sgd(0.5), make_layout("data_model_parallel", 8, (4, 2)),
+                   epochs=10)
+    assert result.params.shape == (784, 10) and np.max(np.abs(reference)) > 1e-2
+    np.testing.assert_allclose(result.params, reference, rtol=0, atol=1e-5)
 
 
 def test_uneven_rows_and_features_are_padded_exactly():
