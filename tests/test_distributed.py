@@ -17,7 +17,7 @@ import numpy as np
 import optax
 import pytest
 
-from optiscale_jax.datasets._mnist import load_mnist
+from optiscale_jax.datasets import load_mnist
 from optiscale_jax.parallel import initialize_distributed, make_layout
 from optiscale_jax.parallel.distributed import global_rows, local_data_shards
 from optiscale_jax.parallel.worker import local_block

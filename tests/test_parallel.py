@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from optiscale_jax.datasets._mnist import load_mnist
+from optiscale_jax.datasets import load_mnist
 from optiscale_jax.parallel import (
     STRATEGIES, MLPSpec, ParallelTrainer, bubble_fraction, init_mlp_params, make_layout,
     make_loss, measure_bubble_fraction, mlp_loss, train)
