@@ -11,11 +11,15 @@ from optiscale_jax.training.batching import batch_plan, epoch_permutation
 from optiscale_jax.training.engine import (
     Objective, TrainData, build_program, execute, run_objective)
 from optiscale_jax.training.result import LEVELS, RunResult, relative_suboptimality
+from optiscale_jax.training.estimators import (
+    SGD, Adagrad, Adam, AdamW, FirstOrderEstimator, JAXOptimizer, Momentum, Nesterov, RMSProp)
 from optiscale_jax.training.reference import run_reference
 from optiscale_jax.training.run import run
 from optiscale_jax.training.sweep import SweepResult, sweep
 
 __all__ = [
+    "SGD", "Adagrad", "Adam", "AdamW", "FirstOrderEstimator", "JAXOptimizer", "Momentum",
+    "Nesterov", "RMSProp",
     "LEVELS", "Objective", "RunResult", "TrainData", "batch_plan", "build_program",
     "epoch_permutation", "events", "execute", "relative_suboptimality", "run", "run_objective",
     "run_reference", "SweepResult", "sweep",

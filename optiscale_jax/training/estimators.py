@@ -29,15 +29,15 @@ from optiscale_jax.training.reference import run_reference
 from optiscale_jax.training.result import RunResult
 from optiscale_jax.training.run import run
 
-# (learning_rate, epochs) defaults per optimizer; measured in docs/training.md.
-DEFAULTS: dict[str, tuple[float, int]] = {
-    "sgd": (1.0, 2000),
-    "momentum": (0.1, 1000),
-    "nesterov": (0.1, 1000),
-    "adam": (0.01, 1000),
-    "adamw": (0.01, 1000),
-    "rmsprop": (0.003, 1000),
-    "adagrad": (0.3, 1000),
+# (learning_rate, epochs, other hyperparameters) per optimizer; measured in docs/training.md.
+DEFAULTS: dict[str, tuple[float, int, dict[str, float]]] = {
+    "sgd": (0.3, 1000, {}),
+    "momentum": (0.3, 900, {"momentum": 0.99}),
+    "nesterov": (0.3, 700, {"momentum": 0.99}),
+    "adam": (0.01, 1000, {}),
+    "adamw": (0.01, 1000, {}),
+    "rmsprop": (0.001, 1000, {}),
+    "adagrad": (0.3, 1000, {}),
 }
 
 
@@ -71,13 +71,12 @@ class FirstOrderEstimator:
                  dtype: str = "float32", use_jit: bool = True,
                  divergence_factor: float = 1e6, **hyperparams: Any) -> None:
         from optiscale_jax.optimizers import get_optimizer
-        default_rate, default_epochs = DEFAULTS[self.optimizer_name]
+        default_rate, default_epochs, default_hyper = DEFAULTS[self.optimizer_name]
         self.learning_rate = default_rate if learning_rate is None else learning_rate
         self.epochs = _checks.check_positive_int(
             default_epochs if epochs is None else epochs, "epochs")
         if batch_size is not None:
-            _checks.check_batch_size(batch_size, max(int(batch_size), 1)
-                                     if isinstance(batch_size, (int, np.integer)) else 1)
+            _checks.check_positive_int(batch_size, "batch_size")
         self.batch_size = batch_size
         if loss not in _checks.LOSSES:
             raise ValueError(f"loss={loss!r} is unknown; choose one of: {', '.join(_checks.LOSSES)}")
@@ -89,7 +88,7 @@ class FirstOrderEstimator:
         self.dtype = canonical_dtype(dtype)
         self.use_jit = bool(use_jit)
         self.divergence_factor = divergence_factor
-        self.hyperparams = dict(hyperparams)
+        self.hyperparams = {**default_hyper, **hyperparams}
         get_optimizer(self.optimizer_name, learning_rate=self.learning_rate, **self.hyperparams)
         self._stepper: _Stepper | None = None
 
@@ -289,10 +288,12 @@ class _Both:
 
 
 def _estimator(name: str, optimizer: str, doc: str) -> type[FirstOrderEstimator]:
-    rate, epochs = DEFAULTS[optimizer]
+    rate, epochs, extra = DEFAULTS[optimizer]
+    shown = "".join(f", {key}={value}" for key, value in extra.items())
     return type(name, (FirstOrderEstimator,), {
         "optimizer_name": optimizer,
-        "__doc__": f"{doc}\n\n    Defaults: learning_rate={rate}, epochs={epochs}, l2=1e-4, full batch.\n"
+        "__doc__": f"{doc}\n\n    Defaults: learning_rate={rate}, epochs={epochs}{shown}, l2=1e-4, "
+                   "full batch.\n"
                    "    See FirstOrderEstimator for the arguments and fitted attributes.",
         "__module__": __name__})
 

@@ -1,0 +1,190 @@
+"""Estimators: fit / predict / score / step, backends, use_jit=False, bad input."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from optiscale_jax import training
+from optiscale_jax.training import (
+    SGD, Adagrad, Adam, AdamW, JAXOptimizer, Momentum, Nesterov, RMSProp, events)
+
+ALL = [SGD, Momentum, Nesterov, Adam, AdamW, RMSProp, Adagrad]
+
+
+@pytest.fixture(scope="module")
+def binary_data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 3))
+    y = (X @ np.array([2.0, -1.0, 0.5]) + 0.3 * rng.normal(size=80) > 0).astype(float)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def regression_data():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(90, 4))
+    y = X @ np.array([1.0, -2.0, 0.5, 3.0]) + 0.1 * rng.normal(size=90)
+    return X, y
+
+
+def test_auto_loss_predict_and_score(binary_data, regression_data):
+    X, y = binary_data
+    clf = Adam(learning_rate=0.1, epochs=200).fit(X, y)
+    assert clf.loss_ == "logistic" and clf.problem_.kind == "logistic"
+    assert clf.coef_.shape == (3,) and clf.intercept_ == 0.0
+    assert len(clf.history_["loss"]) == 200 and clf.history_["loss"][-1] < np.log(2)
+    labels = clf.predict(X)
+    assert set(np.unique(labels)) <= {0, 1}
+    np.testing.assert_array_equal(labels, (X @ clf.coef_ >= 0).astype(int))
+    assert clf.score(X, y) == pytest.approx(np.mean(labels == y)) and clf.score(X, y) > 0.9
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-(X @ clf.coef_.astype(float)))),
+                               rtol=1e-6)
+    assert clf.compile_time_s_ > 0 and clf.fit_time_s_ > 0 and clf.result_.epochs == 200
+
+    X, y = regression_data
+    reg = Nesterov(learning_rate=0.1, epochs=300, fit_intercept=True).fit(X, y + 5.0)
+    assert reg.loss_ == "least_squares" and reg.problem_.kind == "ridge"
+    assert reg.intercept_ == pytest.approx(5.0, abs=0.05)
+    prediction = reg.predict(X)
+    residual = np.sum((y + 5.0 - prediction) ** 2)
+    expected_r2 = 1 - residual / np.sum((y - y.mean()) ** 2)
+    assert reg.score(X, y + 5.0) == pytest.approx(expected_r2) and expected_r2 > 0.99
+
+
+def test_step_is_one_optimizer_step_and_matches_fit(regression_data):
+    X, y = regression_data
+    fitted = Momentum(learning_rate=0.05, epochs=30, dtype="float64").fit(X, y)
+    stepped = Momentum(learning_rate=0.05, dtype="float64")
+    losses = [stepped.step(X, y) for _ in range(30)]
+    np.testing.assert_allclose(stepped.coef_, fitted.coef_, rtol=1e-10, atol=1e-12)
+    # step returns the loss before its update: the first is f(0), the rest follow fit's curve.
+    assert losses[0] == pytest.approx(fitted.result_.initial_loss, rel=1e-12)
+    np.testing.assert_allclose(losses[1:], fitted.history_["loss"][:29], rtol=1e-10)
+    assert stepped.history_["loss"] == losses
+    # A hand-written mini-batch loop keeps going from the fitted weights.
+    before = fitted.problem_.full_loss(fitted.coef_)
+    for start in range(0, 90, 30):
+        fitted.step(X[start:start + 30], y[start:start + 30])
+    assert fitted.problem_.full_loss(fitted.coef_) < before
+
+
+def test_use_jit_false_runs_op_by_op_with_the_same_result(binary_data):
+    X, y = binary_data
+    seen = []
+    listener = events.add_listener(lambda *e: seen.append(e[0]))
+    try:
+        eager = JAXOptimizer("adam", learning_rate=0.1, use_jit=False, epochs=6,
+                             dtype="float64").fit(X, y)
+    finally:
+        events.remove_listener(listener)
+    jitted = JAXOptimizer("adam", learning_rate=0.1, use_jit=True, epochs=6,
+                          dtype="float64").fit(X, y)
+    assert seen == ["epochs"]                 # no compile event: nothing was jit-compiled
+    assert eager.result_.kernel == "reference" and eager.compile_time_s_ == 0.0
+    assert eager.result_.backend == "jax" and jitted.result_.kernel == "fused"
+    np.testing.assert_allclose(eager.coef_, jitted.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(eager.history_["loss"], jitted.history_["loss"], rtol=1e-10)
+
+
+def test_numpy_backend_and_minibatches_match_the_engine(regression_data):
+    X, y = regression_data
+    kwargs = dict(learning_rate=0.01, epochs=5, batch_size=16, dtype="float64", seed=2)
+    engine = AdamW(**kwargs).fit(X, y)
+    reference = AdamW(backend="numpy", **kwargs).fit(X, y)
+    assert reference.result_.backend == "numpy"
+    np.testing.assert_allclose(engine.coef_, reference.coef_, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("X,y,match", [
+    (np.ones((5, 2)), np.ones(4), "5 samples but y has 4"),
+    (np.ones((0, 2)), np.ones(0), "empty"),
+    (np.ones(5), np.ones(5), "2-D"),
+    (np.array([[1.0, np.nan], [0.0, 1.0]]), np.ones(2), "NaN/Inf"),
+    (np.ones((2, 2)), np.array([1.0, np.inf]), "NaN/Inf"),
+])
+def test_fit_rejects_bad_data(X, y, match):
+    with pytest.raises(ValueError, match=match):
+        Adam(epochs=1).fit(X, y)
+
+
+def test_fit_rejects_bad_settings(binary_data):
+    X, y = binary_data
+    with pytest.raises(ValueError, match=r"labels in \{0, 1\}"):
+        Adam(loss="logistic", epochs=1).fit(X, y * 2 + 1)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        Adam(batch_size=0)
+    with pytest.raises(ValueError, match="batch_size=81 is larger than the 80 samples"):
+        Adam(batch_size=81, epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="loss='hinge'"):
+        Adam(loss="hinge")
+    with pytest.raises(ValueError, match="backend='tpu'"):
+        Adam(backend="tpu")
+    with pytest.raises(ValueError, match="optimizer_type='adm'"):
+        JAXOptimizer("adm")
+    with pytest.raises(ValueError, match="learning_rate"):
+        SGD(learning_rate=-1.0)
+    with pytest.raises(ValueError, match="epochs=0"):
+        SGD(epochs=0)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SGD().predict(X)
+    model = SGD(epochs=2).fit(X, y)
+    with pytest.raises(ValueError, match="5 features; this estimator was fitted with 3"):
+        model.predict(np.ones((2, 5)))
+    assert not jax.config.jax_enable_x64
+
+
+# --- acceptance on the real data sets, with the documented defaults ------------------------
+MNIST_F_STAR = 0.3012673719   # shared/data/README.md: scipy L-BFGS to gradient 7e-9, float64
+# Reached with the defaults (measured, docs/training.md); the others stop short of 1e-3 on
+# MNIST (kappa ~ 1e5: L = 9.9, mu = l2 = 1e-4) and are held to the bound they do reach.
+MNIST_REACHES_1E3 = {"momentum", "nesterov", "adam", "adamw"}
+
+
+@pytest.fixture(scope="module")
+def california(data_dir):
+    from optiscale_jax.datasets import load_california_housing
+    X, y, _, _, _ = load_california_housing(data_dir=data_dir, test_size=0.0)
+    # Independent f*: ridge normal equations (X^T X / n + l2 I) w = X^T y / n.
+    n, d = X.shape
+    w = np.linalg.solve(X.T @ X / n + 1e-4 * np.eye(d), X.T @ y / n)
+    f_star = 0.5 * np.mean((X @ w - y) ** 2) + 0.5e-4 * w @ w
+    return X, y, f_star
+
+
+@pytest.fixture(scope="module")
+def mnist(data_dir):
+    # Read the IDX files directly (the README's f* is for exactly these rows: all 10,000
+    # test images, pixels / 255, label 1 for digits 5-9), independent of the loader.
+    import gzip
+    with gzip.open(data_dir / "mnist" / "t10k-images-idx3-ubyte.gz") as handle:
+        X = np.frombuffer(handle.read(), np.uint8, offset=16).reshape(10000, 784) / 255.0
+    with gzip.open(data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz") as handle:
+        digits = np.frombuffer(handle.read(), np.uint8, offset=8)
+    return X, (digits >= 5).astype(np.float64)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_defaults_fit_california_housing_to_1e3(cls, california):
+    X, y, f_star = california
+    model = cls().fit(X, y)
+    assert model.problem_.kind == "ridge" and model.result_.epochs == cls().epochs
+    assert model.problem_.optimum().f_star == pytest.approx(f_star, rel=1e-10)
+    relative = (model.problem_.full_loss(model.coef_) - f_star) / f_star
+    assert relative <= 1e-3, (cls.__name__, relative)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cls", ALL)
+def test_defaults_fit_mnist_binary(cls, mnist):
+    X, y = mnist
+    model = cls().fit(X, y)
+    assert model.problem_.kind == "logistic" and model.result_.status != "diverged"
+    final = model.problem_.full_loss(model.coef_)
+    relative = (final - MNIST_F_STAR) / MNIST_F_STAR
+    assert relative > -1e-6                     # f* really is the minimum
+    bound = 1e-3 if cls.optimizer_name in MNIST_REACHES_1E3 else 1e-1
+    assert relative <= bound, (cls.__name__, relative)
+    assert model.score(X, y) > 0.85
