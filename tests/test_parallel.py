@@ -109,6 +109,14 @@ def test_mlp_adam_matches_single_device(mnist_binary, mlp_reference):
     assert _max_abs_diff(trainer.params_, mlp_reference["adam"]) < 1e-5
 
 
+def test_minibatch_data_parallel_matches_single_device(logistic_problem, mnist_binary):
+    """Batches of 300 rows and a last one of 124, none a multiple of 8: padded exactly."""
+    reference = run(logistic_problem, optax.sgd(0.5), epochs=2, batch_size=300, seed=3).params
+    trainer = ParallelTrainer(8, "data_parallel", optax.sgd(0.5), l2=L2, epochs=2,
+                              batch_size=300, seed=3).fit(*mnist_binary)
+    np.testing.assert_allclose(trainer.coef_, reference, rtol=0, atol=1e-5)
+
+
 def test_lower_level_train_softmax_problem(data_dir):
     """train(Problem, transform, layout): 10-class softmax (int labels, (d, k) weights)."""
     X, digits, *_ = load_mnist(n_samples=N_ROWS, test_size=0.0, data_dir=data_dir)
