@@ -220,7 +220,7 @@ def test_training_estimate_within_25_percent_of_measured_host_peak(measured_runs
     run = measured_runs[case]
     if run["source"] != "VmHWM":
         pytest.skip(f"the host peak cannot be reset here ({run['source']})")
-    estimate_mb = run["estimate"]["total_mb"]
+    estimate_mb = run["estimate"]["total_memory_mb"]
     measured_mb = run["measured_peak_mb"]
     print(f"{case}: estimate {estimate_mb:.1f} MiB, measured {measured_mb:.1f} MiB "
           f"(baseline {run['baseline_mb']:.1f} MiB), ratio {estimate_mb / measured_mb:.3f}")

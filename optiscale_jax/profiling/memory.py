@@ -242,7 +242,7 @@ def estimate_training_memory(problem: Any, optimizer_type: str = "adam", *, epoc
     at 30-60 MiB on CPU, independent of the data size) and allocator slack.
 
     Returns:
-      A dict of the terms above (``*_bytes`` and ``total_mb``), the optimizer
+      A dict of the terms above (``*_bytes`` and ``total_memory_mb``), the optimizer
       breakdown (``params_bytes``, ``state_bytes``, ``gradient_bytes``), the
       kernel, and ``host_bytes`` / ``device_bytes`` / ``total_bytes``.
     """
@@ -318,7 +318,7 @@ def estimate_training_memory(problem: Any, optimizer_type: str = "adam", *, epoc
         "host_bytes": host_bytes,
         "device_bytes": device_bytes,
         "total_bytes": total,
-        "total_mb": total / MIB,
+        "total_memory_mb": total / MIB,
     }
 
 
@@ -370,7 +370,7 @@ class MemoryTracker:
         return {
             "tracked_arrays": len(self._records),
             "total_bytes": total,
-            "total_mb": total / MIB,
+            "total_memory_mb": total / MIB,
             "logical_bytes": sum(record.logical_bytes for record in self._records.values()),
             "by_device": by_device,
             "by_library": by_library,
