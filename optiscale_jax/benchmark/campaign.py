@@ -24,7 +24,7 @@ from optiscale_jax.benchmark.suites import (
     DATASETS, SUITE_OPTIMIZERS, SUITES, SuiteEntry, check_datasets, check_optimizers,
     starting_configs)
 
-__all__ = ["CampaignPlan", "CampaignSummary", "plan_campaign", "run_campaign"]
+__all__ = ["CampaignPlan", "CampaignSummary", "plan_campaign", "rebuild_report", "run_campaign"]
 
 # Loader errors that mean "the files are not there / not readable": the data set is skipped.
 _MISSING_DATA_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, ConnectionError)

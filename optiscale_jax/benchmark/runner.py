@@ -133,7 +133,7 @@ class LargeScaleBenchmark:
             raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
-        self.output_dir = pathlib.Path(output_dir)
+        self.output_dir = pathlib.Path(output_dir).resolve()
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.backend = backend
         self.dtype = dtype
