@@ -8,11 +8,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import threadpoolctl
 import scipy.optimize
 from sklearn.linear_model import LogisticRegression
 
 from optiscale_jax.problems import PROBLEM_KINDS, Optimum, Problem, make_problem
 from optiscale_jax.problems import _solvers
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Multi-threaded BLAS stalls on a shared 2-core machine; one thread is far faster here."""
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def _small_data(kind, n=60, d=5, k=3, seed=0):

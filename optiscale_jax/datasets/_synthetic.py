@@ -111,8 +111,8 @@ def check_memory(needed: int, what: str) -> None:
     if needed > available:
         raise MemoryError(
             f"{what} needs about {needed / 2**30:.2f} GiB but only {available / 2**30:.2f} GiB "
-            "is available (psutil.virtual_memory().available); reduce n_samples or n_features, "
-            "or pass dtype=np.float32")
+            "is available (psutil.virtual_memory().available); reduce n_samples or n_features "
+            "(the construction works in float64 whatever the output dtype)")
 
 
 def build_matrix(n: int, d: int, eigenvalues: np.ndarray, rng: np.random.Generator,
@@ -253,7 +253,7 @@ def generate_extreme_condition_data(target_kappa: float, condition_type: str = "
     w_true = rng.standard_normal(d) / np.sqrt(d)
     y = X @ w_true + noise * rng.standard_normal(n)
     X_out = X.astype(dtype, copy=False)
-    metadata = build_metadata(X_out, n_test=0, task="regression", dtype=dtype,
+    metadata = build_metadata(X_out, n_test=0, task="regression", dtype=dtype, cache=False,
                               source=f"synthetic: X = U diag(sigma) V^T, {condition_type} "
                                      f"spectrum, {method} orthogonal factors, seed {seed}")
     metadata.update({
