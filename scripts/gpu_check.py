@@ -122,7 +122,8 @@ def monitored_run(problem: Any, device: Any, label: str) -> dict[str, Any]:
         "final_loss": float(result.train_loss[-1]), "status": result.status,
         "host_peak_increase_mb": stats.get("peak_memory_increase_mb"),
         "host_peak_source": stats["peak_memory_source"],
-        "jax_gpu_peak_mb": stats.get("gpu_peak_memory_mb"),
+        # JAX's GPU peak is process-wide and never reset: meaningful for the GPU run only.
+        "jax_gpu_peak_mb": stats.get("gpu_peak_memory_mb") if label == "gpu" else None,
         "nvml_available": gpu["available"], "nvml_reason": gpu["reason"],
         "nvml_peak_used_mb": gpu["memory"]["peak_mb"],
         "gpu_util_avg": gpu["utilization"]["gpu_avg_percent"],

@@ -196,3 +196,13 @@ def test_estimator_fit_inside_the_context_manager(logistic_problem):
     assert overhead >= estimator.result_.setup_time_s
     assert stats["wall_time"] == pytest.approx(
         stats["compile_time"] + stats["epoch_time_sum"] + overhead, rel=1e-12)
+
+
+def test_nested_profilers_keep_their_own_peaks():
+    with OptimizerProfiler(listen_to_training_events=False) as outer:
+        block = np.ones(64 * MIB // 8)                    # 64 MiB, then freed
+        del block
+        with OptimizerProfiler(listen_to_training_events=False) as inner:   # resets VmHWM
+            np.ones(MIB // 8).sum()
+    assert inner.get_stats()["peak_memory_increase_mb"] < 16
+    assert outer.get_stats()["peak_memory_increase_mb"] >= 63

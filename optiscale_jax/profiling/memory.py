@@ -212,11 +212,14 @@ def _engine_objective(problem: Any, kernel: str, dtype: str) -> Any:
     return prepare(stand_in, dtype, kernel).objective
 
 
-def estimate_training_memory(problem: Any, optimizer_type: str = "adam", *, epochs: int = 100,
+def estimate_training_memory(problem: Any, optimizer_type: Any = "adam", *, epochs: int = 100,
                              dtype: str = "float32", batch_size: int | None = None,
                              kernel: str = "auto", hyperparams: dict[str, Any] | None = None,
                              ) -> dict[str, Any]:
     """Memory of ``training.run(problem, optimizer_type, epochs=..., dtype=..., ...)``.
+
+    ``optimizer_type`` is a name (with ``hyperparams``) or an optax
+    GradientTransformation, as ``training.run`` takes.
 
     Model (bytes; every term computed from shapes, none measured):
 
@@ -279,7 +282,7 @@ def estimate_training_memory(problem: Any, optimizer_type: str = "adam", *, epoc
         data = TrainData(device_arrays["X"], device_arrays["y"], extra)
         seed = jax.ShapeDtypeStruct((), jnp.uint32)
         analysis = jax.jit(program).lower(params, data, seed, ()).compile().memory_analysis()
-        state = optimizer_state_shapes(params, optimizer_type, **(hyperparams or {}))
+        state = jax.eval_shape(factory().init, params)
 
     program_bytes = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes
                      - analysis.alias_size_in_bytes + analysis.temp_size_in_bytes)

@@ -29,6 +29,11 @@ from optiscale_jax.profiling import _device_memory, _host_memory, _sync
 
 MIB = float(2**20)
 
+# Profilers between start() and stop(). VmHWM is one per process: before a new
+# profiler resets it, each running one banks the peak it has seen so far, so
+# nested profilers (a benchmark inside a user's profiler) keep correct peaks.
+_RUNNING: list["OptimizerProfiler"] = []
+
 
 def _training_events():
     """The training package's event hub (profiling may import training, never the reverse)."""
@@ -72,6 +77,7 @@ class OptimizerProfiler:
         self._reset = _host_memory.PeakReset(False, "profiler not started")
         self._start_rss: int | None = None
         self._host_peak: _host_memory.HostPeak | None = None
+        self._banked_peak_bytes = 0
         self._device_start: list[_device_memory.DeviceMemory] = []
         self._device_end: list[_device_memory.DeviceMemory] | None = None
 
@@ -82,12 +88,15 @@ class OptimizerProfiler:
             raise RuntimeError("OptimizerProfiler.start() called twice; call stop() first")
         self._clear()
         self._device_start = _device_memory.device_memory()
+        for other in _RUNNING:
+            other._bank_host_peak()
         self._reset = _host_memory.reset_host_peak()
         self._start_rss = _host_memory.current_rss_bytes()
         if self._listen:
             self._events = _training_events()
             self._events.add_listener(self._on_training_event)
         self._running = True
+        _RUNNING.append(self)
         self._start_time = self._last_mark = self._clock()
         return self
 
@@ -97,12 +106,22 @@ class OptimizerProfiler:
         self._pending_results += _sync.block(result)
         self._stop_time = self._clock()
         self._running = False
+        _RUNNING.remove(self)
         if self._events is not None:
             self._events.remove_listener(self._on_training_event)
             self._events = None
-        self._host_peak = _host_memory.host_peak(self._reset)
+        self._host_peak = self._current_host_peak()
         self._device_end = _device_memory.device_memory()
         return self
+
+    def _current_host_peak(self) -> _host_memory.HostPeak:
+        """The kernel's reading, raised to any peak banked before a nested reset."""
+        reading = _host_memory.host_peak(self._reset)
+        return reading._replace(peak_bytes=max(reading.peak_bytes, self._banked_peak_bytes))
+
+    def _bank_host_peak(self) -> None:
+        """Keep the peak seen so far: another profiler is about to reset VmHWM."""
+        self._banked_peak_bytes = self._current_host_peak().peak_bytes
 
     def __enter__(self) -> "OptimizerProfiler":
         return self.start()
@@ -208,7 +227,7 @@ class OptimizerProfiler:
         total = wall - self._compile_time
         epochs = len(self._epoch_times)
         epoch_sum = math.fsum(self._epoch_times)
-        host = self._host_peak if self._host_peak is not None else _host_memory.host_peak(self._reset)
+        host = self._host_peak if self._host_peak is not None else self._current_host_peak()
         stats: dict[str, Any] = {
             "total_time": total,
             "wall_time": wall,
