@@ -51,10 +51,12 @@ def test_compare_backends_here_numpy_jax_and_unavailable_cupy():
     compiled = jax.jit(operation).lower(jnp.asarray(X)).compile()
     x = jnp.asarray(X)
     jax.block_until_ready(compiled(x))
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(x))
-    blocked = time.perf_counter() - start
-    assert result["jax"]["min_time"] > 0.3 * blocked
+    blocked_times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(x))
+        blocked_times.append(time.perf_counter() - start)
+    assert result["jax"]["min_time"] > 0.3 * min(blocked_times)
 
 
 def test_compare_backends_keeps_float64_on_jax():
