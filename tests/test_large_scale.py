@@ -257,3 +257,20 @@ def test_spec_custom_benchmark_example(tmp_path, monkeypatch, quick_run):
     assert json.loads((tmp_path / "my_results" / "large_scale_results.json").read_text())["runs"]
     # AdamW's decoupled decay moves its fixed point off the L2 problem's optimum.
     assert results["AdamW"]["final_loss"] != results["Adam"]["final_loss"]
+
+
+def test_tune_runs_a_grid_sweep_and_reports_the_best_rate(tmp_path):
+    plan = campaign.plan_campaign(datasets=["california_housing"], optimizers=["sgd"], epochs=30)
+    summary = campaign.run_campaign(plan, output_dir=tmp_path, tune=True, stream=None)
+    (run,) = load_results(summary.results_path)["runs"]
+    tuning = run["tuning"]
+    centre = run["hyperparameters"]["learning_rate"]  # 1/L
+    assert np.allclose(tuning["learning_rates"], centre * 2.0 ** np.arange(-4, 4))
+    finals = np.where([s == "diverged" for s in tuning["statuses"]], np.inf,
+                      tuning["final_losses"])
+    assert "diverged" in tuning["statuses"]  # 8/L is past gradient descent's 2/L limit
+    best = tuning["learning_rates"][int(np.argmin(finals))]
+    assert tuning["best_learning_rate"] == best == run["hyperparameters_run"]["learning_rate"]
+    assert math.isclose(run["final_loss"], float(np.min(finals)), rel_tol=1e-5)
+    assert f"lr={best:.3g} (tuned: best of 8 around {centre:.3g})" in (
+        summary.report_path.read_text())

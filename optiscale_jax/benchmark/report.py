@@ -39,20 +39,19 @@ def _num(value: Any, spec: str = ".3e") -> str:
 
 
 def format_hyperparameters(record: Mapping[str, Any]) -> str:
-    """The hyperparameters a user chose, short: ``lr=1e-03, wd=1e-04``."""
+    """The hyperparameters a user chose, short: ``lr=0.001, wd=0.0001``; a tuned run
+    shows the rate it ran with and the grid's centre."""
+    tuning = record.get("tuning")
     parts = []
     for key, value in sorted(record.get("hyperparameters", {}).items()):
         name = _SHORT.get(key, key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if key == "learning_rate" and tuning:
+            parts.append(f"lr={tuning['best_learning_rate']:.3g} (tuned: best of "
+                         f"{len(tuning['learning_rates'])} around {value:.3g})")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
             parts.append(f"{name}={value:.3g}")
-        elif isinstance(value, list):
-            parts.append(f"{name}=[{len(value)} values]")
         else:
             parts.append(f"{name}={value}")
-    tuning = record.get("tuning")
-    if tuning:
-        parts.insert(0, f"lr={tuning['best_learning_rate']:.3g} (best of "
-                        f"{len(tuning['learning_rates'])}, tuned)")
     return ", ".join(parts) or "defaults"
 
 
