@@ -126,3 +126,49 @@ def test_jax_gpu_run_matches_cpu(gpu):
                                           hyperparams={"learning_rate": 1e-2})
     np.testing.assert_allclose(runs["gpu"].train_loss, runs["cpu"].train_loss, rtol=1e-10)
     np.testing.assert_allclose(runs["gpu"].params, runs["cpu"].params, rtol=1e-8, atol=1e-12)
+
+
+def test_profiler_blocks_on_unfinished_gpu_work(gpu):
+    """On a GPU, dispatch returns long before the product is done: the profiler waits."""
+    import cupy
+
+    with jax.default_device(gpu):
+        a = jnp.ones((8192, 8192), jnp.float32) / 8192
+        product = jax.jit(lambda m: ((m @ m) @ m) @ m).lower(a).compile()
+        jax.block_until_ready(product(a))
+        start = time.perf_counter()
+        pending = product(a)
+        dispatch = time.perf_counter() - start
+        jax.block_until_ready(pending)
+        start = time.perf_counter()
+        jax.block_until_ready(product(a))
+        blocked = time.perf_counter() - start
+        profiler = OptimizerProfiler(listen_to_training_events=False).start()
+        profiler.record_epoch(product(a))
+    c = cupy.ones((8192, 8192), cupy.float32) / 8192
+    cupy_product = lambda m: ((m @ m) @ m) @ m  # noqa: E731
+    cupy.cuda.get_current_stream().synchronize()
+    cupy_product(c)
+    cupy.cuda.get_current_stream().synchronize()
+    start = time.perf_counter()
+    cupy.cuda.get_current_stream().synchronize()
+    cupy_product(c)
+    cupy.cuda.get_current_stream().synchronize()
+    cupy_blocked = time.perf_counter() - start
+    profiler.record_epoch(cupy_product(c))                  # CuPy: stream sync inside
+    profiler.stop()
+    jax_epoch, cupy_epoch = profiler.epoch_times
+    print(f"jax dispatch {dispatch:.2e} s, compute {blocked:.2e} s; profiler {jax_epoch:.2e} s; "
+          f"cupy compute {cupy_blocked:.2e} s, profiler {cupy_epoch:.2e} s")
+    assert dispatch < 0.5 * blocked
+    assert jax_epoch > 0.7 * blocked and profiler.get_stats()["pending_results"] == 1
+    assert cupy_epoch > 0.7 * cupy_blocked
+
+
+def test_tracker_counts_cupy_arrays(gpu):
+    import cupy
+
+    tracker = MemoryTracker()
+    record = tracker.track_array("c", cupy.zeros((1024, 256), cupy.float64))
+    assert record.library == "cupy" and record.resident_bytes == 1024 * 256 * 8
+    assert record.bytes_by_device == {"cuda:0": 1024 * 256 * 8}
