@@ -143,8 +143,9 @@ def test_profiler_blocks_on_unfinished_gpu_work(gpu):
         start = time.perf_counter()
         jax.block_until_ready(product(a))
         blocked = time.perf_counter() - start
-        profiler = OptimizerProfiler(listen_to_training_events=False).start()
-        profiler.record_epoch(product(a))
+        jax_profiler = OptimizerProfiler(listen_to_training_events=False).start()
+        jax_profiler.record_epoch(product(a))
+        jax_profiler.stop()
     c = cupy.ones((8192, 8192), cupy.float32) / 8192
     cupy_product = lambda m: ((m @ m) @ m) @ m  # noqa: E731
     cupy.cuda.get_current_stream().synchronize()
@@ -155,13 +156,14 @@ def test_profiler_blocks_on_unfinished_gpu_work(gpu):
     cupy_product(c)
     cupy.cuda.get_current_stream().synchronize()
     cupy_blocked = time.perf_counter() - start
-    profiler.record_epoch(cupy_product(c))                  # CuPy: stream sync inside
-    profiler.stop()
-    jax_epoch, cupy_epoch = profiler.epoch_times
+    cupy_profiler = OptimizerProfiler(listen_to_training_events=False).start()
+    cupy_profiler.record_epoch(cupy_product(c))             # CuPy: stream sync inside
+    cupy_profiler.stop()
+    (jax_epoch,), (cupy_epoch,) = jax_profiler.epoch_times, cupy_profiler.epoch_times
     print(f"jax dispatch {dispatch:.2e} s, compute {blocked:.2e} s; profiler {jax_epoch:.2e} s; "
           f"cupy compute {cupy_blocked:.2e} s, profiler {cupy_epoch:.2e} s")
     assert dispatch < 0.5 * blocked
-    assert jax_epoch > 0.7 * blocked and profiler.get_stats()["pending_results"] == 1
+    assert jax_epoch > 0.7 * blocked and jax_profiler.get_stats()["pending_results"] == 1
     assert cupy_epoch > 0.7 * cupy_blocked
 
 
