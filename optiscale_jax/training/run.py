@@ -39,7 +39,7 @@ def run(problem: Any, optimizer: Any, *, epochs: int, batch_size: int | None = N
         seed: int = 0, dtype: str = "float32", f_star: float | None = None,
         divergence_factor: float = 1e6, params0: Any = None,
         hyperparams: dict[str, Any] | None = None, tol: float = 1e-6,
-        grad_tol: float | None = None, kernel: str = "auto") -> RunResult:
+        grad_tol: float | None = None, kernel: str = "auto", repeats: int = 1) -> RunResult:
     """Trains `problem` with `optimizer` for `epochs` epochs as one compiled program.
 
     Args:
@@ -59,6 +59,7 @@ def run(problem: Any, optimizer: Any, *, epochs: int, batch_size: int | None = N
       tol: relative suboptimality counted as "converged" at the end of the run.
       grad_tol: if given, a final gradient norm <= grad_tol also counts as "converged".
       kernel: "auto", "generic", "fused" or "quadratic" (see `objectives.py`).
+      repeats: run the compiled program this many times; run_time_s is the median.
     Returns:
       RunResult; times in seconds, compile time separate from run time.
     """
@@ -72,7 +73,7 @@ def run(problem: Any, optimizer: Any, *, epochs: int, batch_size: int | None = N
         program = build_program(prepared.objective, lambda hyper: factory(), epochs=epochs,
                                 plan=plan, divergence_factor=divergence_factor)
         timed = execute(program, params, prepared.data, jnp.asarray(seed, jnp.uint32), (),
-                        epochs=epochs)
+                        epochs=epochs, repeats=repeats)
         result = to_result(timed.output, timed, f_star=f_star, tol=tol, grad_tol=grad_tol,
                            dtype=dtype_name, optimizer=name, hyperparams=full_hyper,
                            batch_size=batch_size, seed=seed)

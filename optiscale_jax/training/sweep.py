@@ -115,7 +115,7 @@ def sweep(problem: Any, optimizer_name: str, *, learning_rates: Any, seeds: Any 
           epochs: int, batch_size: int | None = None, dtype: str = "float32",
           f_star: float | None = None, divergence_factor: float = 1e6, params0: Any = None,
           hyperparams: dict[str, Any] | None = None, tol: float = 1e-6,
-          grad_tol: float | None = None, kernel: str = "auto") -> SweepResult:
+          grad_tol: float | None = None, kernel: str = "auto", repeats: int = 1) -> SweepResult:
     """Runs every (learning rate, seed) pair as one vmapped program.
 
     Args:
@@ -142,7 +142,7 @@ def sweep(problem: Any, optimizer_name: str, *, learning_rates: Any, seeds: Any 
         vmapped = jax.vmap(program, in_axes=(None, None, 0, 0))
         timed = execute(vmapped, params, prepared.data,
                         jnp.asarray(seed_grid, jnp.uint32), jnp.asarray(rates, dtype_name),
-                        epochs=epochs)
+                        epochs=epochs, repeats=repeats)
         outputs = jax.tree.map(np.asarray, timed.output)
     runs = []
     for i, (rate, seed) in enumerate(zip(rates, seed_grid)):

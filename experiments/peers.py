@@ -1,0 +1,309 @@
+"""Side-by-side speed of this engine against hand-written peers, in one run.
+
+    python -m experiments.peers [--repeats=3] [--json_out=peers.json]
+
+Workloads: (i) MNIST-10k binary logistic regression (l2 = 1e-4), full-batch
+Adam, 300 epochs; (ii) California Housing least squares, Adam, 2,000 epochs;
+(iii) a 16-learning-rate Adam sweep on (ii) as one vmapped program vs one run
+vs 16 separate runs. Peers: this engine (`training.run`), this project's NumPy
+backend (`training.run_reference`), a hand-written optax + jit + lax.scan
+loop, a hand-written NumPy loop, and torch.optim when torch is importable.
+Each peer is timed after a warm-up (compile time printed separately), blocking
+on the result; the median of --repeats runs is quoted. The floor is the time
+of one pass over X (NumPy `X @ w`, median of 30). Ratios are peer / engine for
+the peers and engine / peer for the targets.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from typing import Any, Callable, NamedTuple
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from optiscale_jax.datasets import load_california_housing, load_mnist
+from optiscale_jax.problems import make_problem
+from optiscale_jax.training import JAXOptimizer, run, run_reference, sweep
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("repeats", 3, "timed runs per peer (median quoted)")
+flags.DEFINE_integer("mnist_epochs", 300, "epochs of workload (i)")
+flags.DEFINE_integer("california_epochs", 2000, "epochs of workload (ii)")
+flags.DEFINE_integer("sweep_size", 16, "learning rates in workload (iii)")
+flags.DEFINE_integer("eager_epochs", 20, "epochs of the use_jit=False comparison")
+flags.DEFINE_string("data_dir", None, "folder with mnist/ and california_housing/")
+flags.DEFINE_string("json_out", None, "write every figure to this JSON file")
+
+LEARNING_RATE = 0.01
+MNIST_L2 = 1e-4
+
+
+class Timing(NamedTuple):
+    peer: str
+    seconds_per_epoch: float
+    compile_s: float
+    final_loss: float
+
+
+def _median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+# --- losses written by hand, as a user of each library would ---------------------------------
+def _np_value_and_grad(kind: str, X: np.ndarray, XT: np.ndarray, y: np.ndarray, l2: float
+                       ) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    n = X.shape[0]
+
+    def logistic(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = X @ w
+        loss = np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * (w @ w)
+        return float(loss), XT @ (0.5 * (1.0 + np.tanh(0.5 * z)) - y) / n + l2 * w
+
+    def squares(w: np.ndarray) -> tuple[float, np.ndarray]:
+        r = X @ w - y
+        return float(0.5 * (r @ r) / n), XT @ r / n
+
+    return logistic if kind == "logistic" else squares
+
+
+def _jax_loss(kind: str, l2: float) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:
+    def loss(w: jax.Array, X: jax.Array, y: jax.Array) -> jax.Array:
+        z = X @ w
+        if kind == "logistic":
+            return jnp.mean(jnp.logaddexp(0.0, z) - y * z) + 0.5 * l2 * (w @ w)
+        return 0.5 * jnp.mean((z - y) ** 2)
+    return loss
+
+
+# --- peers --------------------------------------------------------------------------------------
+def peer_engine(problem: Any, epochs: int, repeats: int) -> Timing:
+    result = run(problem, "adam", hyperparams={"learning_rate": LEARNING_RATE}, epochs=epochs,
+                 repeats=repeats)
+    return Timing(f"optiscale engine ({result.kernel})", result.time_per_epoch_s,
+                  result.compile_time_s, result.final_loss)
+
+
+def peer_numpy_backend(problem: Any, epochs: int, repeats: int) -> Timing:
+    seconds, result = _median_time(lambda: run_reference(
+        problem, "adam", {"learning_rate": LEARNING_RATE}, epochs=epochs), repeats)
+    return Timing("optiscale numpy backend", result.time_per_epoch_s, 0.0, result.final_loss)
+
+
+def peer_optax_scan(kind: str, X: np.ndarray, y: np.ndarray, l2: float, epochs: int,
+                    repeats: int) -> Timing:
+    loss = _jax_loss(kind, l2)
+    tx = optax.adam(LEARNING_RATE)
+
+    def train(w: jax.Array, X: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+        def body(carry: Any, _: Any) -> tuple[Any, jax.Array]:
+            w, state = carry
+            value, grad = jax.value_and_grad(loss)(w, X, y)
+            updates, state = tx.update(grad, state, w)
+            return (optax.apply_updates(w, updates), state), value
+        (w, _), values = jax.lax.scan(body, (w, tx.init(w)), None, length=epochs)
+        return w, values
+
+    args = jax.block_until_ready((jnp.zeros(X.shape[1], jnp.float32), jnp.asarray(X, jnp.float32),
+                                  jnp.asarray(y, jnp.float32)))
+    start = time.perf_counter()
+    compiled = jax.jit(train).lower(*args).compile()
+    compile_s = time.perf_counter() - start
+    seconds, (w, _) = _median_time(lambda: jax.block_until_ready(compiled(*args)), repeats)
+    return Timing("optax + jit + lax.scan", seconds / epochs, compile_s,
+                  float(loss(w, *args[1:])))
+
+
+def peer_numpy_loop(kind: str, X: np.ndarray, y: np.ndarray, l2: float, epochs: int,
+                    repeats: int) -> Timing:
+    X32, y32 = np.asarray(X, np.float32), np.asarray(y, np.float32)
+    XT = np.ascontiguousarray(X32.T)
+    value_and_grad = _np_value_and_grad(kind, X32, XT, y32, np.float32(l2))
+    b1, b2, eps = np.float32(0.9), np.float32(0.999), np.float32(1e-8)
+
+    def train() -> tuple[np.ndarray, float]:
+        w = np.zeros(X.shape[1], np.float32)
+        m, v = np.zeros_like(w), np.zeros_like(w)
+        value = 0.0
+        for t in range(1, epochs + 1):
+            value, g = value_and_grad(w)
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+            w = w - np.float32(LEARNING_RATE) * m_hat / (np.sqrt(v_hat) + eps)
+        return w, value
+
+    seconds, (w, _) = _median_time(train, repeats)
+    return Timing("numpy hand-written loop", seconds / epochs, 0.0, value_and_grad(w)[0])
+
+
+def peer_torch(kind: str, X: np.ndarray, y: np.ndarray, l2: float, epochs: int,
+               repeats: int) -> Timing | str:
+    try:
+        import torch
+    except ImportError:
+        return "torch: not installed"
+    X_t = torch.as_tensor(np.asarray(X, np.float32))
+    y_t = torch.as_tensor(np.asarray(y, np.float32))
+
+    def loss_of(w: Any) -> Any:
+        z = X_t @ w
+        if kind == "logistic":
+            return (torch.nn.functional.softplus(z) - y_t * z).mean() + 0.5 * l2 * (w @ w)
+        return 0.5 * ((z - y_t) ** 2).mean()
+
+    def train() -> Any:
+        w = torch.zeros(X.shape[1], requires_grad=True)
+        optimizer = torch.optim.Adam([w], lr=LEARNING_RATE)
+        for _ in range(epochs):
+            optimizer.zero_grad()
+            value = loss_of(w)
+            value.backward()
+            optimizer.step()
+        return w
+
+    seconds, w = _median_time(train, repeats)
+    with torch.no_grad():
+        final = float(loss_of(w))
+    return Timing("torch.optim.Adam", seconds / epochs, 0.0, final)
+
+
+def floor_one_pass(X: np.ndarray) -> float:
+    """Median seconds of one NumPy `X @ w` over float32 X: the memory-bandwidth floor."""
+    X32 = np.asarray(X, np.float32)
+    w = np.ones(X.shape[1], np.float32)
+    times = []
+    for _ in range(30):
+        start = time.perf_counter()
+        X32 @ w
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def jit_speedup(X: np.ndarray, y: np.ndarray, epochs: int) -> dict[str, float]:
+    """Per-epoch time of JAXOptimizer(use_jit=True) vs use_jit=False (op by op)."""
+    jitted = JAXOptimizer("adam", learning_rate=LEARNING_RATE, epochs=epochs, l2=MNIST_L2).fit(X, y)
+    eager = JAXOptimizer("adam", learning_rate=LEARNING_RATE, epochs=epochs, l2=MNIST_L2,
+                         use_jit=False).fit(X, y)
+    jit_epoch = jitted.fit_time_s_ / epochs
+    eager_epoch = eager.fit_time_s_ / epochs
+    return {"epochs": epochs, "jit_ms_per_epoch": 1e3 * jit_epoch,
+            "jit_compile_s": jitted.compile_time_s_, "eager_ms_per_epoch": 1e3 * eager_epoch,
+            "speedup": eager_epoch / jit_epoch,
+            "speedup_including_compile": eager.fit_time_s_ / (jitted.fit_time_s_ +
+                                                              jitted.compile_time_s_)}
+
+
+# --- reporting ----------------------------------------------------------------------------------
+def _table(title: str, timings: list[Timing | str], floor_s: float | None) -> list[dict]:
+    engine = timings[0]
+    print(f"\n## {title}")
+    if floor_s is not None:
+        print(f"floor (one pass over X, NumPy X @ w): {1e3 * floor_s:.3f} ms")
+    print(f"{'peer':36s} {'ms/epoch':>10s} {'peer/engine':>12s} {'compile s':>10s} {'final loss':>12s}")
+    rows = []
+    for timing in timings:
+        if isinstance(timing, str):
+            print(timing)
+            rows.append({"peer": timing})
+            continue
+        ratio = timing.seconds_per_epoch / engine.seconds_per_epoch
+        print(f"{timing.peer:36s} {1e3 * timing.seconds_per_epoch:10.4f} {ratio:12.2f} "
+              f"{timing.compile_s:10.2f} {timing.final_loss:12.6f}")
+        rows.append({**timing._asdict(), "ms_per_epoch": 1e3 * timing.seconds_per_epoch,
+                     "peer_over_engine": ratio})
+    return rows
+
+
+def _by_peer(rows: list[dict], prefix: str) -> float:
+    return next(r["ms_per_epoch"] for r in rows if r["peer"].startswith(prefix))
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    repeats = FLAGS.repeats
+    print(f"devices: {jax.devices()}; repeats={repeats} (median)")
+    report: dict[str, Any] = {}
+
+    X, y, _, _, _ = load_mnist(n_samples=10000, binary_classification=True, test_size=0.0,
+                               data_dir=FLAGS.data_dir)
+    mnist = make_problem("logistic", X, y, l2=MNIST_L2)
+    E = FLAGS.mnist_epochs
+    rows = _table(f"(i) MNIST-10k logistic (l2={MNIST_L2}), full-batch Adam, {E} epochs", [
+        peer_engine(mnist, E, repeats), peer_numpy_backend(mnist, E, repeats),
+        peer_optax_scan("logistic", X, y, MNIST_L2, E, repeats),
+        peer_numpy_loop("logistic", X, y, MNIST_L2, E, repeats),
+        peer_torch("logistic", X, y, MNIST_L2, E, repeats)], floor_one_pass(X))
+    report["mnist"] = {"rows": rows, "floor_ms": 1e3 * floor_one_pass(X)}
+
+    Xc, yc, _, _, _ = load_california_housing(data_dir=FLAGS.data_dir, test_size=0.0)
+    california = make_problem("least_squares", Xc, yc)
+    E2 = FLAGS.california_epochs
+    rows2 = _table(f"(ii) California Housing least squares, Adam, {E2} epochs", [
+        peer_engine(california, E2, repeats), peer_numpy_backend(california, E2, repeats),
+        peer_optax_scan("least_squares", Xc, yc, 0.0, E2, repeats),
+        peer_numpy_loop("least_squares", Xc, yc, 0.0, E2, repeats),
+        peer_torch("least_squares", Xc, yc, 0.0, E2, repeats)], floor_one_pass(Xc))
+    report["california"] = {"rows": rows2, "floor_ms": 1e3 * floor_one_pass(Xc)}
+
+    rates = np.logspace(-3, -0.5, FLAGS.sweep_size)
+    swept = sweep(california, "adam", learning_rates=rates, epochs=E2, repeats=repeats)
+    one = run(california, "adam", hyperparams={"learning_rate": LEARNING_RATE}, epochs=E2,
+              repeats=repeats)
+    separate = [run(california, "adam", hyperparams={"learning_rate": float(r)}, epochs=E2)
+                for r in rates]
+    separate_run = sum(r.run_time_s for r in separate)
+    separate_compile = sum(r.compile_time_s for r in separate)
+    print(f"\n## (iii) {len(rates)}-learning-rate Adam sweep, California, {E2} epochs")
+    print(f"one vmapped program: {1e6 * swept.time_per_epoch_s:.2f} us/epoch "
+          f"(compile {swept.compile_time_s:.2f} s); one run: {1e6 * one.time_per_epoch_s:.2f} "
+          f"us/epoch; {len(rates)} separate runs: {1e6 * separate_run / E2:.2f} us/epoch "
+          f"(+ {separate_compile:.1f} s compile)")
+    print(f"sweep / one run = {swept.run_time_s / one.run_time_s:.2f}x; sweep / separate runs = "
+          f"{swept.run_time_s / separate_run:.3f}x; best config {swept.best_config}")
+    report["sweep"] = {"sweep_us_per_epoch": 1e6 * swept.time_per_epoch_s,
+                       "one_run_us_per_epoch": 1e6 * one.time_per_epoch_s,
+                       "separate_runs_us_per_epoch": 1e6 * separate_run / E2,
+                       "sweep_over_one_run": swept.run_time_s / one.run_time_s,
+                       "sweep_over_separate": swept.run_time_s / separate_run,
+                       "compile_s": swept.compile_time_s, "best": swept.best_config}
+
+    speedup = jit_speedup(X, y, FLAGS.eager_epochs)
+    print(f"\n## JIT speed-up, JAXOptimizer adam on MNIST ({speedup['epochs']} epochs): "
+          f"use_jit=False {speedup['eager_ms_per_epoch']:.2f} ms/epoch, use_jit=True "
+          f"{speedup['jit_ms_per_epoch']:.2f} ms/epoch -> {speedup['speedup']:.1f}x "
+          f"({speedup['speedup_including_compile']:.2f}x counting the "
+          f"{speedup['jit_compile_s']:.2f} s compile)")
+    report["jit_speedup"] = speedup
+
+    engine_i, engine_ii = rows[0]["ms_per_epoch"], rows2[0]["ms_per_epoch"]
+    targets = {
+        "(i) engine / optax+scan <= 1.0": engine_i / _by_peer(rows, "optax"),
+        "(i) engine / numpy loop <= 1.0": engine_i / _by_peer(rows, "numpy hand"),
+        "(ii) engine / numpy loop <= 0.5": engine_ii / _by_peer(rows2, "numpy hand"),
+        "(iii) sweep / one run <= 4.0": swept.run_time_s / one.run_time_s,
+    }
+    limits = [1.0, 1.0, 0.5, 4.0]
+    print("\n## targets")
+    for (name, value), limit in zip(targets.items(), limits):
+        print(f"{name:36s} measured {value:8.3f}  {'reached' if value <= limit else 'NOT reached'}")
+    report["targets"] = {name: {"ratio": value, "limit": limit, "reached": value <= limit}
+                         for (name, value), limit in zip(targets.items(), limits)}
+    if FLAGS.json_out:
+        with open(FLAGS.json_out, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2, default=float)
+        print(f"\nwrote {FLAGS.json_out}")
+
+
+if __name__ == "__main__":
+    app.run(main)
