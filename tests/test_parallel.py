@@ -178,7 +178,9 @@ def test_bad_input_is_rejected_with_a_clear_error(kwargs, message):
         ParallelTrainer(**kwargs)
 
 
-def test_mlp_input_width_checked(mnist_binary):
+def test_mlp_data_checked(mnist_binary):
     X, y = mnist_binary
     with pytest.raises(ValueError, match=r"expects \(n, 10\)"):
         ParallelTrainer(2, "data_parallel", model=MLPSpec(10, 8, 0), epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match=r"0 / 1 labels, got values \[0.0, 2.0\]"):
+        ParallelTrainer(2, "data_parallel", model=MLPSpec(784, 8, 0), epochs=1).fit(X, 2 * y)

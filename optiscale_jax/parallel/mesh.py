@@ -14,19 +14,15 @@ import math
 from typing import NamedTuple, Sequence
 
 import jax
+import numpy as np
 from jax.sharding import AxisType, Mesh
 
 DATA = "data"
 MODEL = "model"
 STAGE = "stage"
 
-STRATEGIES = (
-    "data_parallel",
-    "model_parallel",
-    "pipeline_parallel",
-    "data_model_parallel",
-    "data_pipeline_parallel",
-)
+SINGLE_AXIS_STRATEGIES = ("data_parallel", "model_parallel", "pipeline_parallel")
+STRATEGIES = SINGLE_AXIS_STRATEGIES + ("data_model_parallel", "data_pipeline_parallel")
 
 
 class MeshLayout(NamedTuple):
@@ -66,7 +62,7 @@ def select_devices(n_devices: int | None = None,
     available = list(jax.devices() if devices is None else devices)
     if n_devices is None:
         return available
-    if isinstance(n_devices, bool) or not isinstance(n_devices, int) or n_devices < 1:
+    if isinstance(n_devices, bool) or not isinstance(n_devices, (int, np.integer)) or n_devices < 1:
         raise ValueError(f"n_devices must be a positive int or None (all devices); got {n_devices!r}")
     if n_devices > len(available):
         platform = available[0].platform if available else "none"
@@ -76,7 +72,7 @@ def select_devices(n_devices: int | None = None,
         raise ValueError(
             f"n_devices={n_devices} but only {len(available)} {platform} device(s) are "
             f"visible; use n_devices<={len(available)} or n_devices=None.{hint}")
-    return available[:n_devices]
+    return available[:int(n_devices)]
 
 
 def default_mesh_shape(strategy: str, n_devices: int) -> tuple[int, int]:
@@ -111,7 +107,7 @@ def make_layout(strategy: str, n_devices: int | None = None,
     check_strategy(strategy)
     if mesh_shape is not None:
         if (len(tuple(mesh_shape)) != 2
-                or not all(isinstance(s, int) and s >= 1 for s in mesh_shape)):
+                or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in mesh_shape)):
             raise ValueError(f"mesh_shape must be two positive ints (n_data, n_second); got {mesh_shape!r}")
         mesh_shape = (int(mesh_shape[0]), int(mesh_shape[1]))
         if n_devices is None:
@@ -123,11 +119,17 @@ def make_layout(strategy: str, n_devices: int | None = None,
     if mesh_shape[0] * mesh_shape[1] != n:
         raise ValueError(f"mesh_shape={mesh_shape} has {mesh_shape[0] * mesh_shape[1]} "
                          f"devices but n_devices={n}; make their product equal n_devices")
-    single = default_mesh_shape(strategy, n) if strategy in STRATEGIES[:3] else None
-    if single is not None and mesh_shape != single:
+    single = default_mesh_shape(strategy, n)
+    if strategy in SINGLE_AXIS_STRATEGIES and mesh_shape != single:
         combo = "data_pipeline_parallel" if strategy == "pipeline_parallel" else "data_model_parallel"
         raise ValueError(f"strategy {strategy!r} uses the mesh {single}, not {mesh_shape}; "
                          f"for a 2-d split use strategy={combo!r}")
+    processes = {d.process_index for d in chosen}
+    if jax.process_count() > 1 and len(processes) != jax.process_count():
+        raise ValueError(
+            f"n_devices={n} takes devices of processes {sorted(processes)} only, but all "
+            f"{jax.process_count()} processes run this program; use n_devices=None (every "
+            "process's devices) or a device count that spans every process")
     second = STAGE if "pipeline" in strategy else MODEL
     mesh = jax.make_mesh(mesh_shape, (DATA, second), axis_types=(AxisType.Auto, AxisType.Auto),
                          devices=chosen)

@@ -72,44 +72,36 @@ def _gpipe(stage_fn: Callable, inputs: jnp.ndarray, n_stages: int) -> jnp.ndarra
         outputs = jnp.where((stage == n_stages - 1) & (done >= 0), stored, outputs)
         return (lax.ppermute(out, STAGE, to_next), outputs), None
 
-    (_, outputs), _ = lax.scan(tick, (state0, outputs0), jnp.arange(n_micro + n_stages - 1))
+    (_, outputs), _ = lax.scan(tick, (state0, outputs0),
+                               jnp.arange(schedule_ticks(n_micro, n_stages)))
     return lax.psum(jnp.where(stage == n_stages - 1, outputs, jnp.zeros_like(outputs)), STAGE)
 
 
-def measure_bubble_fraction(layout: MeshLayout, n_microbatches: int) -> float:
-    """Idle share of stage-ticks, counted by running the schedule on the mesh.
+def schedule_ticks(n_microbatches: int, n_stages: int) -> int:
+    """Ticks of the GPipe forward schedule: M + S - 1."""
+    return n_microbatches + n_stages - 1
 
-    Stage 0 feeds a flag of 1 per real microbatch (0 in the bubble); every stage
-    passes its flag on and counts the flags it saw. Independent of the formula
-    in ``bubble_fraction``, which the tests compare it with.
+
+def measure_bubble_fraction(layout: MeshLayout, n_microbatches: int) -> float:
+    """Idle share of stage-ticks, counted by running the training schedule on the mesh.
+
+    ``_gpipe`` (the schedule the pipeline loss uses) runs a stage function that adds
+    1 to its input; every microbatch enters as 0, so what the last stage hands back
+    is the number of stages that worked on it. Their sum over microbatches is the
+    busy stage-ticks, out of ``S x (M + S - 1)``. Independent of the closed form
+    ``bubble_fraction``, which the tests compare it with.
     """
     n_stages = layout.n_second
-    n_ticks = n_microbatches + n_stages - 1
 
-    to_next = [(s, (s + 1) % n_stages) for s in range(n_stages)]
-
-    def local(flags):
-        stage = lax.axis_index(STAGE)
-        zero = lax.pcast(jnp.zeros((), flags.dtype), (DATA, STAGE), to="varying")
-
-        def tick(carry, t):
-            state, seen = carry
-            feed = jnp.where(t < n_microbatches, 1.0, 0.0).astype(flags.dtype)
-            flag = jnp.where(stage == 0, feed, state)
-            return (lax.ppermute(flag, STAGE, to_next), seen + flag), None
-
-        (_, seen), _ = lax.scan(tick, (zero, zero), jnp.arange(n_ticks))
-        return lax.psum(seen, STAGE)[None] + flags
+    def local(zeros):
+        visits = _gpipe(lambda a: a + 1.0, zeros.reshape(n_microbatches, 1), n_stages)
+        return jnp.sum(visits)[None]
 
     fn = jax.jit(jax.shard_map(local, mesh=layout.mesh, in_specs=P(DATA), out_specs=P(DATA)))
-    useful = float(fn(jnp.zeros((layout.n_data,), jnp.float32))[0])
-    return 1.0 - useful / (n_stages * n_ticks)
-
-
-def pipeline_specs() -> MLPParams:
-    """PartitionSpecs: hidden layers split over ``stage``, the rest replicated."""
-    return MLPParams(w_in=P(), b_in=P(), w_hidden=P(STAGE, None, None),
-                     b_hidden=P(STAGE, None), w_out=P(), b_out=P())
+    busy = fn(jnp.zeros((layout.n_data * n_microbatches,), jnp.float32))
+    if not bool(jnp.all(busy == busy[0])):
+        raise RuntimeError(f"data shards disagree on the busy stage-ticks: {busy}")
+    return 1.0 - float(busy[0]) / (n_stages * schedule_ticks(n_microbatches, n_stages))
 
 
 def make_pipeline_loss(spec: MLPSpec, layout: MeshLayout, n_microbatches: int | None = None) -> Callable:

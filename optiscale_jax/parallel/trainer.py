@@ -26,11 +26,12 @@ from jax.flatten_util import ravel_pytree
 
 from optiscale_jax.parallel.distributed import global_rows, replicated
 from optiscale_jax.parallel.linear_parallel import make_linear_loss
-from optiscale_jax.parallel.mesh import MODEL, STAGE, MeshLayout, check_strategy, make_layout
+from optiscale_jax.parallel.mesh import STAGE, MeshLayout, check_strategy, make_layout
 from optiscale_jax.parallel.mlp import MLPSpec, init_mlp_params
-from optiscale_jax.parallel.mlp_parallel import make_mlp_loss
+from optiscale_jax.parallel.mlp_parallel import check_tensor_parallel, make_mlp_loss
 from optiscale_jax.parallel.pipeline import (
     bubble_fraction, check_pipeline, default_microbatches, make_pipeline_loss)
+from optiscale_jax.training import run_objective
 
 LINEAR_KINDS = ("least_squares", "ridge", "logistic", "softmax")
 
@@ -106,14 +107,18 @@ def train(model: Any, optimizer: Any, layout: MeshLayout, X: Any = None, y: Any 
       The engine's ``RunResult``; ``params`` is a host array (linear) or an
       ``MLPParams`` of host arrays.
     """
-    from optiscale_jax.training import run_objective
-
     check_model(model, layout)
     if isinstance(model, MLPSpec):
         if X is None or y is None:
             raise ValueError("an MLPSpec model needs X and y")
         if np.ndim(X) != 2 or np.shape(X)[1] != model.n_features:
             raise ValueError(f"X has shape {np.shape(X)}; the MLPSpec expects (n, {model.n_features})")
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X contains NaN or Inf; pass finite features")
+        labels = np.unique(np.asarray(y))
+        if not np.all(np.isin(labels, (0, 1))):
+            raise ValueError(f"the MLP is a binary classifier; y must hold 0 / 1 labels, got "
+                             f"values {labels[:10].tolist()}")
         if params0 is None:
             params0 = init_mlp_params(model, seed)
     else:
@@ -176,8 +181,8 @@ class ParallelTrainer:
                 check_pipeline(model, self.layout.n_second,
                                default_microbatches(self.layout.n_second)
                                if n_microbatches is None else n_microbatches)
-            elif self.layout.second_axis == MODEL and model.width % self.layout.n_second:
-                make_mlp_loss(model, self.layout)  # raises the width error
+            else:
+                check_tensor_parallel(model, self.layout.n_second)
         self.strategy = strategy
         self.optimizer = optimizer
         self.hyperparams = hyperparams
