@@ -141,7 +141,8 @@ def train(model: Any, optimizer: Any, layout: MeshLayout, X: Any = None, y: Any 
                            seed=seed, dtype="float32", hyperparams=hyperparams, f_star=f_star,
                            divergence_factor=divergence_factor)
     params = jax.tree.map(np.asarray, unflatten(jnp.asarray(result.params)))
-    return dataclasses.replace(result, params=params)
+    mesh = f"mesh({', '.join(f'{k}={v}' for k, v in layout.mesh.shape.items())})"
+    return dataclasses.replace(result, params=params, device=f"{result.device} {layout.strategy} {mesh}")
 
 
 class ParallelTrainer:
