@@ -216,6 +216,15 @@ def test_least_squares_singular_gives_minimum_norm_solution(tmp_path):
     assert "dual" in opt_r.method
 
 
+def test_separable_data_without_l2_is_reported(tmp_path):
+    X = np.array([[1.0, 0.2], [2.0, -0.1], [-1.0, 0.3], [-2.0, 0.1]])
+    opt = make_problem("logistic", X, np.array([1, 1, 0, 0.0])).optimum(cache_dir=tmp_path)
+    assert opt.f_star < 1e-10 and "separable" in opt.method
+    with_l2 = make_problem("logistic", X, np.array([1, 1, 0, 0.0]), l2=0.1).optimum(
+        cache_dir=tmp_path)
+    assert "separable" not in with_l2.method and with_l2.grad_norm < 1e-12
+
+
 # ---------------------------------------------------------------- MNIST f* and the cache
 
 

@@ -102,6 +102,14 @@ def _newton(
     return w, f, gnorm, it
 
 
+def _separable_note(l2: float, f: float) -> str:
+    """Without L2, separable data has infimum 0 that no finite w attains: say so."""
+    if l2 == 0.0 and f < 1e-10:
+        return ("; data separable: infimum 0 is not attained, w_star is a finite point "
+                f"with f = {f:.1e}")
+    return ""
+
+
 def solve_logistic(X: np.ndarray, y: np.ndarray, l2: float, *, gtol: float = 1e-12,
                    max_iter: int = 100) -> SolverResult:
     """Newton with line search for L2-regularised binary logistic regression (y in {0, 1})."""
@@ -129,7 +137,7 @@ def solve_logistic(X: np.ndarray, y: np.ndarray, l2: float, *, gtol: float = 1e-
 
     w, f, gnorm, it = _newton(fun, grad, direction, np.zeros(d), gtol=gtol, max_iter=max_iter)
     method = "newton (dense Hessian, " + ("lstsq" if used_lstsq else "cholesky") + ", armijo)"
-    return SolverResult(w, f, method, gnorm, it)
+    return SolverResult(w, f, method + _separable_note(l2, f), gnorm, it)
 
 
 def solve_softmax(X: np.ndarray, y: np.ndarray, l2: float, n_classes: int, *,
@@ -169,4 +177,4 @@ def solve_softmax(X: np.ndarray, y: np.ndarray, l2: float, n_classes: int, *,
     wflat, f, gnorm, it = _newton(fun, grad, direction, np.zeros(d * k), gtol=gtol,
                                   max_iter=max_iter)
     method = f"newton-cg (Hessian-vector products, armijo; {cg_iterations} CG iterations)"
-    return SolverResult(wflat.reshape(d, k), f, method, gnorm, it)
+    return SolverResult(wflat.reshape(d, k), f, method + _separable_note(l2, f), gnorm, it)
