@@ -217,6 +217,15 @@ def test_mnist_missing_files_lists_paths_and_remedies(tmp_path, monkeypatch):
     assert "download=True" in message and "OPTISCALE_DATA_DIR" in message
 
 
+def test_mnist_half_a_split_is_named(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("OPTISCALE_CACHE_DIR", str(tmp_path / "cache"))
+    folder = _copy_split(data_dir, tmp_path)
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="has t10k-images-idx3-ubyte but not "
+                                                "t10k-labels-idx1-ubyte"):
+        load_mnist(data_dir=tmp_path, download=False)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"n_samples": 10_001}, r"n_samples=10001 but only 10,000 MNIST images.*training-split"),
     ({"n_samples": 0}, "n_samples must be a positive integer, got 0"),

@@ -3,6 +3,7 @@
 import gzip
 import pathlib
 import time
+import types
 
 import jax
 import jax.numpy as jnp
@@ -103,6 +104,24 @@ def test_float32_jax_keeps_dtype_and_is_traceable_in_data(small_problem):
     # numpy float32 with integer labels: no silent promotion to float64
     g_np = small_problem.grad(np.asarray(w), np.asarray(X), small_problem.y, xp=np)
     assert g_np.dtype == np.float32
+
+
+# The only namespace functions the objectives may use: all exist in numpy, cupy and jax.numpy.
+_PORTABLE = ("zeros", "logaddexp", "tanh", "exp", "log", "sum", "mean", "max", "arange")
+
+
+def test_objectives_use_only_functions_common_to_numpy_cupy_and_jax(small_problem):
+    """Run with a namespace that has nothing but the portable functions (a missing one
+    raises AttributeError), and check each of them exists in jax.numpy too."""
+    portable = types.SimpleNamespace(**{name: getattr(np, name) for name in _PORTABLE})
+    assert all(hasattr(jnp, name) for name in _PORTABLE)
+    w = small_problem.init_params(dtype=np.float64, xp=portable) + 0.1
+    X, y = small_problem.X, small_problem.y
+    assert float(small_problem.loss(w, X, y, xp=portable)) == small_problem.full_loss(w)
+    np.testing.assert_array_equal(small_problem.grad(w, X, y, xp=portable),
+                                  small_problem.grad(w, X, y, xp=np))
+    np.testing.assert_array_equal(small_problem.predict(w, X, xp=portable),
+                                  small_problem.predict(w, X, xp=np))
 
 
 def test_logistic_loss_is_stable_for_huge_margins():

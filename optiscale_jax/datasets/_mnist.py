@@ -68,6 +68,21 @@ def find_mnist_files(data_dir=None) -> tuple[dict[str, tuple[pathlib.Path, pathl
     return {}, searched
 
 
+def incomplete_splits(folders: list[pathlib.Path]) -> list[str]:
+    """Notes on folders that hold one file of a split without its partner."""
+    notes = []
+    for folder in folders:
+        for split, prefix in SPLIT_PREFIX.items():
+            kinds = ("images-idx3-ubyte", "labels-idx1-ubyte")
+            present = [k for k in kinds
+                       if (folder / f"{prefix}-{k}").is_file()
+                       or (folder / f"{prefix}-{k}.gz").is_file()]
+            if len(present) == 1:
+                missing = next(k for k in kinds if k not in present)
+                notes.append(f"{folder} has {prefix}-{present[0]} but not {prefix}-{missing}")
+    return notes
+
+
 def _read_split(images_path: pathlib.Path, labels_path: pathlib.Path):
     images = parse_idx(read_bytes(images_path), IMAGES_MAGIC, str(images_path))
     labels = parse_idx(read_bytes(labels_path), LABELS_MAGIC, str(labels_path))
@@ -141,7 +156,7 @@ def _acquire(data_dir, download: bool | None, mirror: str | None):
         files = [str(p) for paths in splits.values() for p in paths]
         return arrays, "idx", files
     allowed = _download.download_allowed(download)
-    notes = []
+    notes = incomplete_splits(searched)
     try:
         return _load_with_tfds(allowed), "tensorflow-datasets", []
     except ImportError:
