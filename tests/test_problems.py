@@ -235,6 +235,17 @@ def test_least_squares_singular_gives_minimum_norm_solution(tmp_path):
     assert "dual" in opt_r.method
 
 
+def test_logistic_without_l2_on_singular_data_uses_lstsq_steps(tmp_path):
+    """A zero feature column makes the Hessian singular when l2 = 0 (as MNIST's blank pixels)."""
+    rng = np.random.default_rng(4)
+    X = np.column_stack([rng.normal(size=(200, 3)), np.zeros(200)])
+    y = (X[:, 0] + 2.0 * rng.normal(size=200) > 0).astype(float)  # noisy: not separable
+    p = make_problem("logistic", X, y)
+    opt = p.optimum(cache_dir=tmp_path)
+    assert "lstsq" in opt.method and opt.w_star[3] == 0.0
+    assert opt.f_star == pytest.approx(_independent_optimum(p), rel=1e-9)
+
+
 def test_separable_data_without_l2_is_reported(tmp_path):
     X = np.array([[1.0, 0.2], [2.0, -0.1], [-1.0, 0.3], [-2.0, 0.1]])
     opt = make_problem("logistic", X, np.array([1, 1, 0, 0.0])).optimum(cache_dir=tmp_path)

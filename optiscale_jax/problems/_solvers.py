@@ -22,6 +22,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 import scipy.sparse.linalg
 
 from optiscale_jax.problems import _objectives as obj
@@ -125,14 +126,16 @@ def solve_logistic(X: np.ndarray, y: np.ndarray, l2: float, *, gtol: float = 1e-
     def direction(w, g):
         nonlocal used_lstsq
         s = obj.logistic_predict(w, X, np)
-        weights = s * (1.0 - s) / n
-        H = X.T @ (X * weights[:, None])
+        scaled = X * np.sqrt(s * (1.0 - s) / n)[:, None]
+        # Lower triangle of scaled^T scaled by BLAS syrk: half the flops of a full product.
+        H = scipy.linalg.blas.dsyrk(1.0, scaled.T, lower=1)
         H[np.diag_indices_from(H)] += l2
         try:
             c = scipy.linalg.cho_factor(H, lower=True, check_finite=False)
             return -scipy.linalg.cho_solve(c, g, check_finite=False)
         except np.linalg.LinAlgError:
             used_lstsq = True
+            H = np.tril(H) + np.tril(H, -1).T
             return -scipy.linalg.lstsq(H, g, lapack_driver="gelsd")[0]
 
     w, f, gnorm, it = _newton(fun, grad, direction, np.zeros(d), gtol=gtol, max_iter=max_iter)
