@@ -40,11 +40,15 @@ _DCT_ROUNDS = 3
 _HAAR_MAX_WORK = 2e8  # n * d * r above which 'auto' uses the DCT transform
 
 
-def hessian_spectrum(condition_type: str, kappa: float, r: int) -> np.ndarray:
-    """Eigenvalues of X^T X / n, descending, from exactly 1 down to exactly 1/kappa."""
+def _check_condition_type(condition_type: str) -> None:
     if condition_type not in SPECTRUM_TYPES:
         raise ValueError(f"unknown condition_type {condition_type!r}; choose one of: "
                          f"{', '.join(SPECTRUM_TYPES)}")
+
+
+def hessian_spectrum(condition_type: str, kappa: float, r: int) -> np.ndarray:
+    """Eigenvalues of X^T X / n, descending, from exactly 1 down to exactly 1/kappa."""
+    _check_condition_type(condition_type)
     if r == 1:
         if kappa != 1.0:
             raise ValueError(f"a rank-1 matrix has condition number 1, not {kappa:g}; use at "
@@ -187,6 +191,7 @@ def generate_highdim_regression(n_samples: int, n_features: int, condition_numbe
         raise ValueError(f"n_informative={k} exceeds n_features={d}; use n_informative <= {d}")
     noise = check_real(noise, "noise", minimum=0.0)
     dtype = check_dtype(dtype)
+    _check_condition_type(condition_type)
     method = _choose_method(orthogonal, n, d)
     needed = estimate_bytes(n, d, dtype, method)
     check_memory(needed, f"generate_highdim_regression(n_samples={n}, n_features={d})")
@@ -226,7 +231,7 @@ def generate_highdim_regression(n_samples: int, n_features: int, condition_numbe
 def generate_extreme_condition_data(target_kappa: float, condition_type: str = "exponential",
                                     n_samples: int = 1000, n_features: int = 100, seed: int = 0,
                                     *, noise: float = 0.01, dtype: Any = np.float64,
-                                    orthogonal: str = "haar"):
+                                    orthogonal: str = "auto"):
     """Regression data whose Hessian X^T X / n has condition number ``target_kappa``.
 
     Built like :func:`generate_highdim_regression` in float64 (requires
@@ -246,9 +251,7 @@ def generate_extreme_condition_data(target_kappa: float, condition_type: str = "
         raise ValueError(f"n_samples={n} < n_features={d} makes X^T X singular (infinite "
                          "condition number); use n_samples >= n_features, or "
                          "generate_highdim_regression for n < d")
-    if condition_type not in SPECTRUM_TYPES:
-        raise ValueError(f"unknown condition_type {condition_type!r}; choose one of: "
-                         f"{', '.join(SPECTRUM_TYPES)}")
+    _check_condition_type(condition_type)
     noise = check_real(noise, "noise", minimum=0.0)
     dtype = check_dtype(dtype)
     method = _choose_method(orthogonal, n, d)
