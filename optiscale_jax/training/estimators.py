@@ -4,9 +4,9 @@ Each estimator builds a Problem from (X, y) (`loss="auto"`: logistic for labels
 in {0, 1}, least squares otherwise; an L2 term `(l2/2)||w||^2` with
 `l2=1e-4` by default, making least squares "ridge"), then trains it on the one
 engine (`run`), or on a reference backend (`run_reference`) for
-`backend="numpy"|"cupy"`, or op by op for `use_jit=False`. No intercept unless
-`fit_intercept=True` (a column of ones appended to X, penalised like the other
-weights).
+`backend="numpy"|"cupy"`, or op by op for `use_jit=False`. An intercept is a
+column of ones appended to X (penalised like the other weights): by default for
+least squares, not for classification (`fit_intercept=None`).
 
 Defaults (learning rate, epochs) per class are chosen so that full-batch
 float32 fits of MNIST-10k binary (0-4 vs 5-9, pixels in [0, 1]) and of
@@ -16,6 +16,7 @@ standardised California Housing reach relative suboptimality
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, ClassVar
 
@@ -36,7 +37,7 @@ DEFAULTS: dict[str, tuple[float, int, dict[str, float]]] = {
     "nesterov": (0.3, 700, {"momentum": 0.99}),
     "adam": (0.01, 1000, {}),
     "adamw": (0.01, 1000, {}),
-    "rmsprop": (0.001, 1000, {}),
+    "rmsprop": (0.003, 1000, {}),
     "adagrad": (0.3, 1000, {}),
 }
 
@@ -51,7 +52,8 @@ class FirstOrderEstimator:
       loss: "auto", "least_squares", "logistic" or "softmax".
       backend: "jax" (the compiled engine), "numpy" or "cupy" (reference loops).
       l2: L2 coefficient (default 1e-4).
-      fit_intercept: append a column of ones to X (default False).
+      fit_intercept: append a column of ones to X (penalised by l2 like the other weights);
+        None (default) = True for least squares, False for logistic / softmax.
       seed: mini-batch shuffling seed. dtype: "float32" or "float64".
       use_jit: False runs the JAX loop op by op (no jit) to show the JIT speed-up.
       divergence_factor: see `run`.
@@ -67,7 +69,7 @@ class FirstOrderEstimator:
 
     def __init__(self, learning_rate: float | None = None, epochs: int | None = None,
                  batch_size: int | None = None, loss: str = "auto", backend: str = "jax", *,
-                 l2: float = 1e-4, fit_intercept: bool = False, seed: int = 0,
+                 l2: float = 1e-4, fit_intercept: bool | None = None, seed: int = 0,
                  dtype: str = "float32", use_jit: bool = True,
                  divergence_factor: float = 1e6, **hyperparams: Any) -> None:
         from optiscale_jax.optimizers import get_optimizer
@@ -83,7 +85,10 @@ class FirstOrderEstimator:
         self.loss = loss
         self.backend = _checks.check_backend(backend)
         self.l2 = _checks.check_l2(l2)
-        self.fit_intercept = bool(fit_intercept)
+        if fit_intercept not in (None, True, False):
+            raise ValueError(f"fit_intercept={fit_intercept!r} is invalid; pass True, False or "
+                             "None (True for least squares, False for classification)")
+        self.fit_intercept = fit_intercept
         self.seed = int(seed)
         self.dtype = canonical_dtype(dtype)
         self.use_jit = bool(use_jit)
@@ -93,11 +98,15 @@ class FirstOrderEstimator:
         self._stepper: _Stepper | None = None
 
     # -- fitting -----------------------------------------------------------------------
-    def _design(self, X: Any, name: str = "X") -> np.ndarray:
-        X = _checks.check_features(X, name)
-        if self.fit_intercept:
-            X = np.hstack([X, np.ones((X.shape[0], 1))])
-        return X
+    def _intercept_for(self, kind: str) -> bool:
+        """fit_intercept resolved: None means True for least squares, False for classifiers."""
+        if self.fit_intercept is None:
+            return kind == "least_squares"
+        return self.fit_intercept
+
+    @staticmethod
+    def _design(X: np.ndarray, intercept: bool) -> np.ndarray:
+        return np.hstack([X, np.ones((X.shape[0], 1))]) if intercept else X
 
     def _problem(self, X: np.ndarray, y: np.ndarray, kind: str) -> Any:
         from optiscale_jax.problems import make_problem
@@ -108,11 +117,12 @@ class FirstOrderEstimator:
     def fit(self, X: Any, y: Any) -> "FirstOrderEstimator":
         """Trains on (X, y) from zero weights; returns self. Raises ValueError on bad input."""
         start = time.perf_counter()
-        design = self._design(X)
-        targets = _checks.check_targets(y, design.shape[0])
+        features = _checks.check_features(X)
+        targets = _checks.check_targets(y, features.shape[0])
         kind = _checks.resolve_loss(self.loss, targets)
-        batch_size = _checks.check_batch_size(self.batch_size, design.shape[0])
-        problem = self._problem(design, targets, kind)
+        batch_size = _checks.check_batch_size(self.batch_size, features.shape[0])
+        intercept = self._intercept_for(kind)
+        problem = self._problem(self._design(features, intercept), targets, kind)
         hyper = {"learning_rate": self.learning_rate, **self.hyperparams}
         common = dict(epochs=self.epochs, batch_size=batch_size, seed=self.seed,
                       dtype=self.dtype, divergence_factor=self.divergence_factor)
@@ -121,25 +131,26 @@ class FirstOrderEstimator:
         else:
             result = run_reference(problem, self.optimizer_name, hyper, backend=self.backend,
                                    **common)
-        self._set_fitted(problem, kind, result, design.shape[1])
-        self.total_time_s_ = time.perf_counter() - start
-        return self
-
-    def _set_fitted(self, problem: Any, kind: str, result: RunResult, n_columns: int) -> None:
-        self.problem_ = problem
-        self.loss_ = kind
+        self._start(problem, kind, intercept, features.shape[1])
         self.result_ = result
-        self.n_features_in_ = n_columns - (1 if self.fit_intercept else 0)
         self._set_params(np.asarray(result.params))
         self.history_ = {"loss": list(np.asarray(result.train_loss, np.float64)),
                          "grad_norm": list(np.asarray(result.grad_norm, np.float64))}
         self.compile_time_s_ = result.compile_time_s
         self.fit_time_s_ = result.run_time_s
+        self.total_time_s_ = time.perf_counter() - start
+        return self
+
+    def _start(self, problem: Any, kind: str, intercept: bool, n_features: int) -> None:
+        self.problem_ = problem
+        self.loss_ = kind
+        self.fit_intercept_ = intercept
+        self.n_features_in_ = n_features
         self._stepper = None
 
     def _set_params(self, params: np.ndarray) -> None:
         self.params_ = params
-        if self.fit_intercept:
+        if self.fit_intercept_:
             self.coef_, self.intercept_ = params[:-1], params[-1]
         else:
             self.coef_ = params
@@ -153,29 +164,26 @@ class FirstOrderEstimator:
         state; the loss kind is the fitted one, else resolved from this batch's labels.
         Appends the loss to history_["loss"].
         """
-        design = self._design(X_batch, "X_batch")
-        targets = _checks.check_targets(y_batch, design.shape[0], "y_batch")
-        if self._stepper is None:
-            fitted = hasattr(self, "params_")
-            kind = self.loss_ if fitted else _checks.resolve_loss(self.loss, targets)
-            if fitted and design.shape[1] != self.params_.shape[0]:
-                raise ValueError(f"X_batch has {design.shape[1] - self.fit_intercept} features; "
-                                 f"this estimator was fitted with {self.n_features_in_}")
-            problem = self.problem_ if fitted else self._problem(design, targets, kind)
-            params = self.params_ if fitted else problem.init_params(np.float64)
-            self._stepper = _Stepper(problem, self.optimizer_name,
-                                     {"learning_rate": self.learning_rate, **self.hyperparams},
-                                     self.backend, self.use_jit, self.dtype, params)
-            if not fitted:
-                self.problem_, self.loss_ = problem, kind
-                self.n_features_in_ = design.shape[1] - (1 if self.fit_intercept else 0)
-                self.history_ = {"loss": [], "grad_norm": []}
-        elif design.shape[1] != self._stepper.n_columns:
-            raise ValueError(f"X_batch has {design.shape[1] - self.fit_intercept} features; "
-                             f"earlier batches had {self.n_features_in_}")
-        if self.loss_ == "logistic":
+        features = _checks.check_features(X_batch, "X_batch")
+        targets = _checks.check_targets(y_batch, features.shape[0], "y_batch")
+        fitted = hasattr(self, "params_")
+        if fitted and features.shape[1] != self.n_features_in_:
+            raise ValueError(f"X_batch has {features.shape[1]} features; this estimator was "
+                             f"fitted (or stepped) with {self.n_features_in_}")
+        kind = self.loss_ if fitted else _checks.resolve_loss(self.loss, targets)
+        if kind == "logistic":
             _checks.resolve_loss("logistic", targets)
-        loss = self._stepper.step(design, targets)
+        if self._stepper is None:
+            if not fitted:
+                intercept = self._intercept_for(kind)
+                problem = self._problem(self._design(features, intercept), targets, kind)
+                self._start(problem, kind, intercept, features.shape[1])
+                self._set_params(problem.init_params(np.float64))
+                self.history_ = {"loss": [], "grad_norm": []}
+            self._stepper = _Stepper(self.problem_, self.optimizer_name,
+                                     {"learning_rate": self.learning_rate, **self.hyperparams},
+                                     self.backend, self.use_jit, self.dtype, self.params_)
+        loss = self._stepper.step(self._design(features, self.fit_intercept_), targets)
         self._set_params(self._stepper.params_numpy())
         self.history_["loss"].append(loss)
         return loss
@@ -255,10 +263,12 @@ class _Stepper:
             self.params = self.backend.asarray(np.asarray(params, dtype))
             self.state = transform.init(self.params)
 
-    def _context(self) -> Any:
+    def _context(self) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        stack.enter_context(precision(self.dtype))
         if self.eager:
-            return _Both(precision(self.dtype), jax.disable_jit())
-        return precision(self.dtype)
+            stack.enter_context(jax.disable_jit())
+        return stack
 
     def step(self, X: np.ndarray, y: np.ndarray) -> float:
         with self._context():
@@ -270,21 +280,6 @@ class _Stepper:
 
     def params_numpy(self) -> np.ndarray:
         return self.backend.to_numpy(self.params)
-
-
-class _Both:
-    """Two context managers entered together."""
-
-    def __init__(self, first: Any, second: Any) -> None:
-        self.first, self.second = first, second
-
-    def __enter__(self) -> None:
-        self.first.__enter__()
-        self.second.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.second.__exit__(*exc)
-        self.first.__exit__(*exc)
 
 
 def _estimator(name: str, optimizer: str, doc: str) -> type[FirstOrderEstimator]:

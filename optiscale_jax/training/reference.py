@@ -12,6 +12,7 @@ identical work. `backend="jax"` runs the loop op by op on JAX arrays with
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from typing import Any
@@ -26,11 +27,13 @@ from optiscale_jax.training.result import RunResult, make_result
 from optiscale_jax.training.run import check_epochs, initial_params
 
 
-def _norm(tree: Any, backend: Any) -> float:
+def _norm(tree: Any) -> float:
+    """sqrt(sum of squares of every leaf), on the host."""
     return math.sqrt(sum(float((leaf * leaf).sum()) for leaf in jax.tree.leaves(tree)))
 
 
 def _finite(tree: Any, backend: Any) -> bool:
+    """True when every entry of every leaf is finite."""
     return all(bool(backend.xp.all(backend.xp.isfinite(leaf))) for leaf in jax.tree.leaves(tree))
 
 
@@ -66,7 +69,7 @@ def run_reference(problem: Any, optimizer_name: str, hyperparams: dict[str, Any]
         state = transform.init(params)
         loss = problem.loss(params, X, y, xp=xp)
         grad = problem.grad(params, X, y, xp=xp)
-        initial_loss, initial_grad_norm = float(loss), _norm(grad, be)
+        initial_loss, initial_grad_norm = float(loss), _norm(grad)
         threshold = divergence_factor * max(abs(initial_loss), DIVERGENCE_FLOOR)
         be.synchronize(grad)
         setup_time = time.perf_counter() - setup_start
@@ -95,11 +98,11 @@ def run_reference(problem: Any, optimizer_name: str, hyperparams: dict[str, Any]
                     and _finite(new_grad, be)):
                 diverged_epoch = epoch + 1
                 losses[epoch:] = float(loss)
-                grad_norms[epoch:] = _norm(grad, be)
+                grad_norms[epoch:] = _norm(grad)
                 break
             params, state, loss, grad = new_params, new_state, new_loss, new_grad
             losses[epoch] = value
-            grad_norms[epoch] = _norm(grad, be)
+            grad_norms[epoch] = _norm(grad)
         be.synchronize(params)
         run_time = time.perf_counter() - start
         events.emit("epochs", epochs, run_time)
@@ -113,9 +116,4 @@ def run_reference(problem: Any, optimizer_name: str, hyperparams: dict[str, Any]
         compile_time_s=0.0, run_time_s=run_time, backend=be.name,
         device=be.device_description(), dtype=dtype_name, optimizer=optimizer_name.lower(),
         hyperparams=full_hyper, batch_size=batch_size, seed=seed)
-    return _with_setup(result, setup_time)
-
-
-def _with_setup(result: RunResult, setup_time: float) -> RunResult:
-    import dataclasses
     return dataclasses.replace(result, setup_time_s=setup_time, kernel="reference")
