@@ -21,7 +21,8 @@ def _record(dataset, category, label, status="max_epochs", **extra):
         "f_star": 1.0, "f_star_method": "lstsq", "relative_suboptimality": rel[-1],
         "converged": status == "converged", "test_metric": "mse", "test_mse": 0.123,
         "epochs_to": {"1e-2": 38, "1e-4": None, "1e-6": None},
-        "peak_memory_mb": 321.5, "peak_memory_source": "VmHWM", "optimizer_state_mb": 0.004,
+        "peak_memory_mb": 321.5, "peak_memory_increase_mb": 12.25, "peak_memory_source": "VmHWM",
+        "optimizer_state_bytes": 8000,
         "dataset_info": {"n_train": 80, "n_test": 20, "n_features": 10,
                          "condition_number": 1e6, "target_condition_number": 1e6},
         "curve": {"epoch": epochs.tolist(), "time_s": (0.005 * epochs).tolist(),
@@ -59,7 +60,7 @@ def test_report_rows_are_the_stored_numbers(tmp_path):
     assert math.isclose(float(adam[8]), (rec["final_loss"] - rec["f_star"]) / rec["f_star"],
                         rel_tol=1e-2)
     assert adam[9] == "1.230e-01" and adam[10] == "38 / - / -"
-    assert adam[11] == "321.5" and adam[12] == "VmHWM"  # memory only for high-dimensional
+    assert adam[11:] == ["321.5", "12.2", "VmHWM", "7.8"]  # memory only for high-dimensional
     assert "Peak memory" not in report.split("## Kappa-1e6")[1].split("\n## ")[0]
 
     assert _cells(report, "Kappa-1e6", "SGD")[-1] == "❌ No"

@@ -88,9 +88,11 @@ def _row(record: Mapping[str, Any], category: str) -> list[str]:
         _epochs_to(record),
     ]
     if category == "high_dimensional":
+        state = record.get("optimizer_state_bytes")
         cells += [_num(record.get("peak_memory_mb"), ".1f"),
+                  _num(record.get("peak_memory_increase_mb"), ".1f"),
                   str(record.get("peak_memory_source", "n/a")),
-                  _num(record.get("optimizer_state_mb"), ".3f")]
+                  _num(None if state is None else state / 1024, ".1f")]
     if category == "extreme_conditioning":
         cells.append("✅ Yes" if record.get("converged") else "❌ No")
     return cells
@@ -103,7 +105,7 @@ def _header(records: Sequence[Mapping[str, Any]], category: str) -> list[str]:
     cols = ["Optimizer", "Hyperparameters", "Backend", "Status", "Time (s)", "ms/epoch",
             "Compile (s)", "Final loss", "Rel. subopt.", test, "Epochs to 1e-2 / 1e-4 / 1e-6"]
     if category == "high_dimensional":
-        cols += ["Peak memory (MB)", "Memory source", "Optimizer state (MB)"]
+        cols += ["Peak memory (MB)", "Increase (MB)", "Memory source", "Optimizer state (KiB)"]
     if category == "extreme_conditioning":
         cols.append("Converged")
     return cols
@@ -130,6 +132,9 @@ def _dataset_description(record: Mapping[str, Any]) -> str:
                      f" (rank {info.get('rank')})")
     if info.get("target_condition_number") is not None:
         parts.append(f"generator target kappa = {_num(info['target_condition_number'], '.0e')}")
+    if record.get("kernel"):
+        parts.append(f"engine kernel {record['kernel']} (setup {_num(record.get('setup_time_s'), '.2f')}"
+                     " s per run, outside Time)")
     parts.append(f"max epochs {record.get('epochs')}")
     parts.append(f"dtype {record.get('dtype')}")
     parts.append(f"device {record.get('device')}")
@@ -199,9 +204,10 @@ def render_report(data: Mapping[str, Any], results_name: str,
         lines += [f"## {dataset}", "", _dataset_description(records[0]), ""]
         lines += _table(_header(records, category), [_row(r, category) for r in records])
         if category == "high_dimensional":
-            lines += ["", "Peak memory is the process's high-water mark during the run "
-                      "(its source says how it was measured); optimizer state is the "
-                      "bytes of the optimizer's state for these parameters."]
+            lines += ["", "Peak memory is the process's high-water mark during the run, "
+                      "Increase that peak minus the process's resident memory when the run "
+                      "started (the source says how it was measured); optimizer state is "
+                      "the size of the optimizer's state for these parameters."]
         plot = plot_names.get(dataset)
         if plot:
             lines += ["", f"![Convergence on {dataset}]({plot})", "",

@@ -79,23 +79,20 @@ def infer_problem_kind(y_train: np.ndarray, metadata: Mapping[str, Any]) -> str:
     return "least_squares"
 
 
-def _category(kind: str, metadata: Mapping[str, Any]) -> str:
-    category = metadata.get("benchmark_category")
-    if category:
-        return str(category)
+def _category(kind: str) -> str:
     return "classification" if kind in ("logistic", "softmax") else "regression"
 
 
-def _optimizer_state_mb(optimizer: str, hyperparameters: Mapping[str, Any],
-                        param_shape: tuple[int, ...], dtype: str) -> float:
-    """MiB of the optimizer's state for these parameters, from ``jax.eval_shape``
+def _optimizer_state_bytes(optimizer: str, hyperparameters: Mapping[str, Any],
+                           param_shape: tuple[int, ...], dtype: str) -> int:
+    """Bytes of the optimizer's state for these parameters, from ``jax.eval_shape``
     of its ``init`` (allocates nothing)."""
     from optiscale_jax.optimizers import get_optimizer
 
     transform = get_optimizer(optimizer, **dict(hyperparameters))
     params = jax.ShapeDtypeStruct(param_shape, np.dtype(dtype))
     state = jax.eval_shape(transform.init, params)
-    return sum(leaf.size * np.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(state)) / 2**20
+    return int(sum(leaf.size * np.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(state)))
 
 
 class LargeScaleBenchmark:
@@ -180,7 +177,7 @@ class LargeScaleBenchmark:
         Raises:
           ValueError: bad configurations or data, before any run starts.
         """
-        from optiscale_jax.optimizers import get_optimizer
+        from optiscale_jax.optimizers import default_hyperparams, get_optimizer
         from optiscale_jax.problems import Problem, make_problem
 
         metadata = dict(metadata or {})
@@ -194,8 +191,9 @@ class LargeScaleBenchmark:
             hyper = dict(config)
             optimizer = str(hyper.pop("optimizer", label)).lower()
             get_optimizer(optimizer, **hyper)  # unknown name / hyperparameter: ValueError now
-            if self.tune:
-                learning_rate_grid(hyper.get("learning_rate", math.nan))
+            if self.tune:  # the grid's centre: the configured rate, else the default one
+                hyper.setdefault("learning_rate", default_hyperparams(optimizer)["learning_rate"])
+                learning_rate_grid(hyper["learning_rate"])
             plan.append((str(label), optimizer, hyper))
         if isinstance(problem, Problem):
             prob = problem
@@ -203,7 +201,7 @@ class LargeScaleBenchmark:
             kind = problem or infer_problem_kind(np.asarray(y_train), metadata)
             weight = l2 if l2 is not None else (1e-4 if kind in ("logistic", "softmax") else 0.0)
             prob = make_problem(kind, X_train, y_train, weight)
-        category = category or _category(prob.kind, metadata)
+        category = category or _category(prob.kind)
         if self._plan_owned:
             self.progress.add_planned(len(plan))
 
@@ -350,6 +348,7 @@ class LargeScaleBenchmark:
         params = np.asarray(result.params, dtype=np.float64)
         train_loss = np.asarray(result.train_loss, dtype=np.float64)
         final_loss = result.final_loss
+        state_bytes = _optimizer_state_bytes(optimizer, run_hyper, prob.param_shape, self.dtype)
         rel_curve = np.concatenate([[result.initial_loss], train_loss])
         rel_curve = (rel_curve - f_star) / max(abs(f_star), 1e-30)
         keep = downsample_indices(rel_curve.size)
@@ -367,8 +366,9 @@ class LargeScaleBenchmark:
             peak_memory_mb=float(stats["peak_memory_mb"]),
             peak_memory_source=str(stats["peak_memory_source"]),
             peak_memory_increase_mb=stats.get("peak_memory_increase_mb"),
-            optimizer_state_mb=_optimizer_state_mb(optimizer, run_hyper, prob.param_shape,
-                                                   self.dtype),
+            optimizer_state_bytes=state_bytes, optimizer_state_mb=state_bytes / 2**20,
+            setup_time_s=float(getattr(result, "setup_time_s", 0.0)),
+            kernel=str(getattr(result, "kernel", "")),
             curve={"epoch": keep.tolist(),
                    "time_s": (keep * float(result.time_per_epoch_s)).tolist(),
                    "train_loss": np.concatenate([[result.initial_loss], train_loss])[keep].tolist(),
