@@ -8,8 +8,9 @@ Adam, 300 epochs; (ii) California Housing least squares, Adam, 2,000 epochs;
 vs 16 separate runs. Peers: this engine (`training.run`), this project's NumPy
 backend (`training.run_reference`), a hand-written optax + jit + lax.scan
 loop, a hand-written NumPy loop, and torch.optim when torch is importable.
-Each peer is timed after a warm-up (compile time printed separately), blocking
-on the result; the median of --repeats runs is quoted. The floor is the time
+Each peer is compiled (compile time printed separately) and warmed up, then
+the peers are timed in turn, --repeats rounds, blocking on each result, so a
+change in the machine's load hits all alike; the median is quoted. The floor is the time
 of one pass over X (NumPy `X @ w`, median of 30). Ratios are peer / engine for
 the peers and engine / peer for the targets.
 """
@@ -29,7 +30,7 @@ import optax
 
 from optiscale_jax.datasets import load_california_housing, load_mnist
 from optiscale_jax.problems import make_problem
-from optiscale_jax.training import JAXOptimizer, run, run_reference, sweep
+from optiscale_jax.training import JAXOptimizer, compile_run, run, run_reference, sweep
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 3, "timed runs per peer (median quoted)")
@@ -49,15 +50,6 @@ class Timing(NamedTuple):
     seconds_per_epoch: float
     compile_s: float
     final_loss: float
-
-
-def _median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
 
 
 # --- losses written by hand, as a user of each library would ---------------------------------
@@ -86,26 +78,45 @@ def _jax_loss(kind: str, l2: float) -> Callable[[jax.Array, jax.Array, jax.Array
     return loss
 
 
-# --- peers --------------------------------------------------------------------------------------
-def peer_engine(problem: Any, epochs: int, repeats: int) -> Timing:
-    result = run(problem, "adam", hyperparams={"learning_rate": LEARNING_RATE}, epochs=epochs,
-                 repeats=repeats)
-    return Timing(f"optiscale engine ({result.kernel})", result.time_per_epoch_s,
-                  result.compile_time_s, result.final_loss)
+# --- peers: each is prepared (compiled, warmed up) once, then timed round-robin --------------
+class Peer(NamedTuple):
+    """A prepared peer: `train()` runs the whole training once and returns
+    (seconds of the training itself, final loss)."""
+    name: str
+    compile_s: float
+    train: Callable[[], tuple[float, float]]
 
 
-def peer_numpy_backend(problem: Any, epochs: int, repeats: int) -> Timing:
-    seconds, result = _median_time(lambda: run_reference(
-        problem, "adam", {"learning_rate": LEARNING_RATE}, epochs=epochs), repeats)
-    return Timing("optiscale numpy backend", result.time_per_epoch_s, 0.0, result.final_loss)
+def _wall(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
 
 
-def peer_optax_scan(kind: str, X: np.ndarray, y: np.ndarray, l2: float, epochs: int,
-                    repeats: int) -> Timing:
+def peer_engine(problem: Any, epochs: int) -> Peer:
+    compiled = compile_run(problem, "adam", hyperparams={"learning_rate": LEARNING_RATE},
+                           epochs=epochs)
+
+    def train() -> tuple[float, float]:
+        result = compiled()
+        return result.run_time_s, result.final_loss
+
+    return Peer(f"optiscale engine ({compiled.kernel})", compiled.compile_time_s, train)
+
+
+def peer_numpy_backend(problem: Any, epochs: int) -> Peer:
+    def train() -> tuple[float, float]:
+        result = run_reference(problem, "adam", {"learning_rate": LEARNING_RATE}, epochs=epochs)
+        return result.run_time_s, result.final_loss
+
+    return Peer("optiscale numpy backend", 0.0, train)
+
+
+def peer_optax_scan(kind: str, X: np.ndarray, y: np.ndarray, l2: float, epochs: int) -> Peer:
     loss = _jax_loss(kind, l2)
     tx = optax.adam(LEARNING_RATE)
 
-    def train(w: jax.Array, X: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def program(w: jax.Array, X: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
         def body(carry: Any, _: Any) -> tuple[Any, jax.Array]:
             w, state = carry
             value, grad = jax.value_and_grad(loss)(w, X, y)
@@ -116,39 +127,40 @@ def peer_optax_scan(kind: str, X: np.ndarray, y: np.ndarray, l2: float, epochs: 
 
     args = jax.block_until_ready((jnp.zeros(X.shape[1], jnp.float32), jnp.asarray(X, jnp.float32),
                                   jnp.asarray(y, jnp.float32)))
-    start = time.perf_counter()
-    compiled = jax.jit(train).lower(*args).compile()
-    compile_s = time.perf_counter() - start
-    seconds, (w, _) = _median_time(lambda: jax.block_until_ready(compiled(*args)), repeats)
-    return Timing("optax + jit + lax.scan", seconds / epochs, compile_s,
-                  float(loss(w, *args[1:])))
+    compile_s, compiled = _wall(lambda: jax.jit(program).lower(*args).compile())
+
+    def train() -> tuple[float, float]:
+        seconds, (w, _) = _wall(lambda: jax.block_until_ready(compiled(*args)))
+        return seconds, float(loss(w, *args[1:]))
+
+    return Peer("optax + jit + lax.scan", compile_s, train)
 
 
-def peer_numpy_loop(kind: str, X: np.ndarray, y: np.ndarray, l2: float, epochs: int,
-                    repeats: int) -> Timing:
+def peer_numpy_loop(kind: str, X: np.ndarray, y: np.ndarray, l2: float, epochs: int) -> Peer:
     X32, y32 = np.asarray(X, np.float32), np.asarray(y, np.float32)
     XT = np.ascontiguousarray(X32.T)
     value_and_grad = _np_value_and_grad(kind, X32, XT, y32, np.float32(l2))
     b1, b2, eps = np.float32(0.9), np.float32(0.999), np.float32(1e-8)
 
-    def train() -> tuple[np.ndarray, float]:
+    def loop() -> np.ndarray:
         w = np.zeros(X.shape[1], np.float32)
         m, v = np.zeros_like(w), np.zeros_like(w)
-        value = 0.0
         for t in range(1, epochs + 1):
-            value, g = value_and_grad(w)
+            _, g = value_and_grad(w)
             m = b1 * m + (1 - b1) * g
             v = b2 * v + (1 - b2) * g * g
             m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
             w = w - np.float32(LEARNING_RATE) * m_hat / (np.sqrt(v_hat) + eps)
-        return w, value
+        return w
 
-    seconds, (w, _) = _median_time(train, repeats)
-    return Timing("numpy hand-written loop", seconds / epochs, 0.0, value_and_grad(w)[0])
+    def train() -> tuple[float, float]:
+        seconds, w = _wall(loop)
+        return seconds, value_and_grad(w)[0]
+
+    return Peer("numpy hand-written loop", 0.0, train)
 
 
-def peer_torch(kind: str, X: np.ndarray, y: np.ndarray, l2: float, epochs: int,
-               repeats: int) -> Timing | str:
+def peer_torch(kind: str, X: np.ndarray, y: np.ndarray, l2: float, epochs: int) -> Peer | str:
     try:
         import torch
     except ImportError:
@@ -162,7 +174,7 @@ def peer_torch(kind: str, X: np.ndarray, y: np.ndarray, l2: float, epochs: int,
             return (torch.nn.functional.softplus(z) - y_t * z).mean() + 0.5 * l2 * (w @ w)
         return 0.5 * ((z - y_t) ** 2).mean()
 
-    def train() -> Any:
+    def loop() -> Any:
         w = torch.zeros(X.shape[1], requires_grad=True)
         optimizer = torch.optim.Adam([w], lr=LEARNING_RATE)
         for _ in range(epochs):
@@ -172,10 +184,29 @@ def peer_torch(kind: str, X: np.ndarray, y: np.ndarray, l2: float, epochs: int,
             optimizer.step()
         return w
 
-    seconds, w = _median_time(train, repeats)
-    with torch.no_grad():
-        final = float(loss_of(w))
-    return Timing("torch.optim.Adam", seconds / epochs, 0.0, final)
+    def train() -> tuple[float, float]:
+        seconds, w = _wall(loop)
+        with torch.no_grad():
+            return seconds, float(loss_of(w))
+
+    return Peer("torch.optim.Adam", 0.0, train)
+
+
+def time_peers(peers: list[Peer | str], epochs: int, repeats: int) -> list[Timing | str]:
+    """One warm-up each, then `repeats` rounds over all peers in turn (so a change in the
+    machine's load hits every peer alike); the median seconds per epoch of each."""
+    ready = [p for p in peers if isinstance(p, Peer)]
+    for peer in ready:
+        peer.train()
+    seconds: dict[str, list[float]] = {p.name: [] for p in ready}
+    finals: dict[str, float] = {}
+    for _ in range(repeats):
+        for peer in ready:
+            elapsed, finals[peer.name] = peer.train()
+            seconds[peer.name].append(elapsed)
+    return [p if isinstance(p, str) else
+            Timing(p.name, statistics.median(seconds[p.name]) / epochs, p.compile_s,
+                   finals[p.name]) for p in peers]
 
 
 def floor_one_pass(X: np.ndarray) -> float:
@@ -239,21 +270,23 @@ def main(argv: list[str]) -> None:
                                data_dir=FLAGS.data_dir)
     mnist = make_problem("logistic", X, y, l2=MNIST_L2)
     E = FLAGS.mnist_epochs
-    rows = _table(f"(i) MNIST-10k logistic (l2={MNIST_L2}), full-batch Adam, {E} epochs", [
-        peer_engine(mnist, E, repeats), peer_numpy_backend(mnist, E, repeats),
-        peer_optax_scan("logistic", X, y, MNIST_L2, E, repeats),
-        peer_numpy_loop("logistic", X, y, MNIST_L2, E, repeats),
-        peer_torch("logistic", X, y, MNIST_L2, E, repeats)], floor_one_pass(X))
+    rows = _table(f"(i) MNIST-10k logistic (l2={MNIST_L2}), full-batch Adam, {E} epochs",
+                  time_peers([peer_engine(mnist, E), peer_numpy_backend(mnist, E),
+                              peer_optax_scan("logistic", X, y, MNIST_L2, E),
+                              peer_numpy_loop("logistic", X, y, MNIST_L2, E),
+                              peer_torch("logistic", X, y, MNIST_L2, E)], E, repeats),
+                  floor_one_pass(X))
     report["mnist"] = {"rows": rows, "floor_ms": 1e3 * floor_one_pass(X)}
 
     Xc, yc, _, _, _ = load_california_housing(data_dir=FLAGS.data_dir, test_size=0.0)
     california = make_problem("least_squares", Xc, yc)
     E2 = FLAGS.california_epochs
-    rows2 = _table(f"(ii) California Housing least squares, Adam, {E2} epochs", [
-        peer_engine(california, E2, repeats), peer_numpy_backend(california, E2, repeats),
-        peer_optax_scan("least_squares", Xc, yc, 0.0, E2, repeats),
-        peer_numpy_loop("least_squares", Xc, yc, 0.0, E2, repeats),
-        peer_torch("least_squares", Xc, yc, 0.0, E2, repeats)], floor_one_pass(Xc))
+    rows2 = _table(f"(ii) California Housing least squares, Adam, {E2} epochs",
+                   time_peers([peer_engine(california, E2), peer_numpy_backend(california, E2),
+                               peer_optax_scan("least_squares", Xc, yc, 0.0, E2),
+                               peer_numpy_loop("least_squares", Xc, yc, 0.0, E2),
+                               peer_torch("least_squares", Xc, yc, 0.0, E2)], E2, repeats),
+                   floor_one_pass(Xc))
     report["california"] = {"rows": rows2, "floor_ms": 1e3 * floor_one_pass(Xc)}
 
     rates = np.logspace(-3, -0.5, FLAGS.sweep_size)

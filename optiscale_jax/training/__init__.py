@@ -14,7 +14,7 @@ from optiscale_jax.training.result import LEVELS, RunResult, relative_suboptimal
 from optiscale_jax.training.estimators import (
     SGD, Adagrad, Adam, AdamW, FirstOrderEstimator, JAXOptimizer, Momentum, Nesterov, RMSProp)
 from optiscale_jax.training.reference import run_reference
-from optiscale_jax.training.run import run
+from optiscale_jax.training.run import CompiledRun, compile_run, run
 from optiscale_jax.training.sweep import SweepResult, sweep
 
 __all__ = [
@@ -22,5 +22,5 @@ __all__ = [
     "Nesterov", "RMSProp",
     "LEVELS", "Objective", "RunResult", "TrainData", "batch_plan", "build_program",
     "epoch_permutation", "events", "execute", "relative_suboptimality", "run", "run_objective",
-    "run_reference", "SweepResult", "sweep",
+    "run_reference", "SweepResult", "sweep", "CompiledRun", "compile_run",
 ]

@@ -197,26 +197,44 @@ class Timed(NamedTuple):
     run_time_s: float
 
 
-def execute(function: Callable[..., Any], *args: Any, epochs: int, repeats: int = 1) -> Timed:
-    """Compiles `function(*args)` ahead of time, runs it `repeats` times, blocking each time.
+class Compiled(NamedTuple):
+    """An ahead-of-time compiled program, its (device) arguments and its compile time."""
+    executable: Any
+    args: tuple[Any, ...]
+    compile_time_s: float
 
-    compile_time_s: tracing + XLA compilation; run_time_s: the median run (compile
-    excluded). Emits ("compile", seconds) and ("epochs", epochs, seconds) per run.
+
+def compile_program(function: Callable[..., Any], *args: Any) -> Compiled:
+    """`jit(function).lower(*args).compile()`, timed; emits ("compile", seconds)."""
+    args = jax.block_until_ready(args)
+    start = time.perf_counter()
+    executable = jax.jit(function).lower(*args).compile()
+    compile_time = time.perf_counter() - start
+    events.emit("compile", compile_time)
+    return Compiled(executable, args, compile_time)
+
+
+def time_runs(compiled: Compiled, *, epochs: int, repeats: int = 1) -> Timed:
+    """Runs a compiled program `repeats` times, blocking each time; run_time_s is the median.
+
+    Emits ("epochs", epochs, seconds) per run.
     """
     if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
         raise ValueError(f"repeats={repeats!r} is invalid; pass an integer >= 1")
-    args = jax.block_until_ready(args)
-    start = time.perf_counter()
-    compiled = jax.jit(function).lower(*args).compile()
-    compile_time = time.perf_counter() - start
-    events.emit("compile", compile_time)
-    times = []
+    times, output = [], None
     for _ in range(int(repeats)):
         start = time.perf_counter()
-        output = jax.block_until_ready(compiled(*args))
+        output = jax.block_until_ready(compiled.executable(*compiled.args))
         times.append(time.perf_counter() - start)
         events.emit("epochs", epochs, times[-1])
-    return Timed(output, compile_time, float(np.median(times)))
+    return Timed(output, compiled.compile_time_s, float(np.median(times)))
+
+
+def execute(function: Callable[..., Any], *args: Any, epochs: int, repeats: int = 1) -> Timed:
+    """Compiles `function(*args)` ahead of time and runs it `repeats` times (see above)."""
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise ValueError(f"repeats={repeats!r} is invalid; pass an integer >= 1")
+    return time_runs(compile_program(function, *args), epochs=epochs, repeats=repeats)
 
 
 def cast_tree(tree: Params, dtype: str) -> Params:

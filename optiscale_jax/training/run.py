@@ -1,4 +1,5 @@
-"""`run(problem, optimizer, ...)`: one training run of a Problem on the JAX engine."""
+"""`run(problem, optimizer, ...)`: one training run of a Problem on the JAX engine;
+`compile_run` keeps the compiled program to execute it again."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import numpy as np
 
 from optiscale_jax.training.batching import batch_plan
 from optiscale_jax.training.engine import (
-    build_program, canonical_dtype, cast_tree, execute, precision, resolve_optimizer, to_result)
+    build_program, canonical_dtype, cast_tree, compile_program, precision, resolve_optimizer,
+    time_runs, to_result)
 from optiscale_jax.training.objectives import prepare
 from optiscale_jax.training.result import RunResult
 
@@ -33,6 +35,50 @@ def initial_params(problem: Any, params0: Any, dtype: str) -> np.ndarray:
     if not np.all(np.isfinite(params)):
         raise ValueError("params0 contains NaN or Inf; pass finite initial parameters")
     return params
+
+
+class CompiledRun:
+    """A run of `problem` compiled once; call it to execute (and time) it, as often as needed.
+
+    `compile_time_s` and `setup_time_s` are known after construction; each call returns a
+    RunResult whose run_time_s is the median of `repeats` executions.
+    """
+
+    def __init__(self, problem: Any, optimizer: Any, *, epochs: int,
+                 batch_size: int | None = None, seed: int = 0, dtype: str = "float32",
+                 f_star: float | None = None, divergence_factor: float = 1e6,
+                 params0: Any = None, hyperparams: dict[str, Any] | None = None,
+                 tol: float = 1e-6, grad_tol: float | None = None, kernel: str = "auto") -> None:
+        self.epochs = check_epochs(epochs)
+        self.dtype = canonical_dtype(dtype)
+        plan = batch_plan(problem.n_samples, batch_size)
+        self.optimizer, self.hyperparams, factory = resolve_optimizer(optimizer, hyperparams)
+        self._summary = dict(f_star=f_star, tol=tol, grad_tol=grad_tol, dtype=self.dtype,
+                             optimizer=self.optimizer, hyperparams=self.hyperparams,
+                             batch_size=batch_size, seed=seed)
+        with precision(self.dtype):
+            prepared = prepare(problem, self.dtype, kernel)
+            params = cast_tree(initial_params(problem, params0, self.dtype), self.dtype)
+            program = build_program(prepared.objective, lambda hyper: factory(),
+                                    epochs=self.epochs, plan=plan,
+                                    divergence_factor=divergence_factor)
+            self._compiled = compile_program(program, params, prepared.data,
+                                             jnp.asarray(seed, jnp.uint32), ())
+        self.kernel = prepared.kernel
+        self.setup_time_s = prepared.setup_time_s
+        self.compile_time_s = self._compiled.compile_time_s
+
+    def __call__(self, repeats: int = 1) -> RunResult:
+        """Executes the compiled run `repeats` times (blocking); the result of the last."""
+        with precision(self.dtype):
+            timed = time_runs(self._compiled, epochs=self.epochs, repeats=repeats)
+            result = to_result(timed.output, timed, **self._summary)
+        return dataclasses.replace(result, setup_time_s=self.setup_time_s, kernel=self.kernel)
+
+
+def compile_run(problem: Any, optimizer: Any, **kwargs: Any) -> CompiledRun:
+    """`run`'s program compiled but not yet executed (same arguments as `run`, no repeats)."""
+    return CompiledRun(problem, optimizer, **kwargs)
 
 
 def run(problem: Any, optimizer: Any, *, epochs: int, batch_size: int | None = None,
@@ -63,19 +109,9 @@ def run(problem: Any, optimizer: Any, *, epochs: int, batch_size: int | None = N
     Returns:
       RunResult; times in seconds, compile time separate from run time.
     """
-    epochs = check_epochs(epochs)
-    dtype_name = canonical_dtype(dtype)
-    plan = batch_plan(problem.n_samples, batch_size)
-    name, full_hyper, factory = resolve_optimizer(optimizer, hyperparams)
-    with precision(dtype_name):
-        prepared = prepare(problem, dtype_name, kernel)
-        params = cast_tree(initial_params(problem, params0, dtype_name), dtype_name)
-        program = build_program(prepared.objective, lambda hyper: factory(), epochs=epochs,
-                                plan=plan, divergence_factor=divergence_factor)
-        timed = execute(program, params, prepared.data, jnp.asarray(seed, jnp.uint32), (),
-                        epochs=epochs, repeats=repeats)
-        result = to_result(timed.output, timed, f_star=f_star, tol=tol, grad_tol=grad_tol,
-                           dtype=dtype_name, optimizer=name, hyperparams=full_hyper,
-                           batch_size=batch_size, seed=seed)
-    return dataclasses.replace(result, setup_time_s=prepared.setup_time_s,
-                               kernel=prepared.kernel)
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise ValueError(f"repeats={repeats!r} is invalid; pass an integer >= 1")
+    return CompiledRun(problem, optimizer, epochs=epochs, batch_size=batch_size, seed=seed,
+                       dtype=dtype, f_star=f_star, divergence_factor=divergence_factor,
+                       params0=params0, hyperparams=hyperparams, tol=tol, grad_tol=grad_tol,
+                       kernel=kernel)(repeats)
