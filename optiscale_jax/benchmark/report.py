@@ -89,6 +89,8 @@ def _row(record: Mapping[str, Any], category: str) -> list[str]:
     ]
     if category == "high_dimensional":
         state = record.get("optimizer_state_bytes")
+        if state is None and record.get("optimizer_state_mb") is not None:  # older records
+            state = record["optimizer_state_mb"] * 2**20
         cells += [_num(record.get("peak_memory_mb"), ".1f"),
                   _num(record.get("peak_memory_increase_mb"), ".1f"),
                   str(record.get("peak_memory_source", "n/a")),
