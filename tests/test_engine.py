@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from optiscale_jax.problems import make_problem
-from optiscale_jax.training import events, run, run_objective, run_reference
+from optiscale_jax.training import compile_run, events, run, run_objective, run_reference
 from optiscale_jax.training.batching import batch_plan, batches, epoch_permutation
 from optiscale_jax.training.objectives import prepare
 from optiscale_jax.training.result import epochs_to_levels
@@ -164,6 +164,22 @@ def test_records_times_events_and_json(ridge_problem):
     payload = json.loads(json.dumps(result.to_dict()))
     assert payload["status"] == result.status and len(payload["train_loss"]) == 300
     assert not jax.config.jax_enable_x64
+
+
+def test_compile_run_compiles_once_and_reruns_the_same_program(ridge_problem):
+    seen = []
+    listener = events.add_listener(lambda *event: seen.append(event[0]))
+    try:
+        compiled = compile_run(ridge_problem, "adam", hyperparams={"learning_rate": 0.1},
+                               epochs=20)
+        first, second = compiled(), compiled(repeats=2)
+    finally:
+        events.remove_listener(listener)
+    assert seen == ["compile", "epochs", "epochs", "epochs"]
+    assert first.compile_time_s == second.compile_time_s == compiled.compile_time_s
+    np.testing.assert_array_equal(first.train_loss, second.train_loss)
+    with pytest.raises(ValueError, match="repeats=0"):
+        compiled(repeats=0)
 
 
 def test_epochs_to_levels_without_optimum_and_never_reached():
