@@ -274,3 +274,17 @@ def test_tune_runs_a_grid_sweep_and_reports_the_best_rate(tmp_path):
     assert math.isclose(run["final_loss"], float(np.min(finals)), rel_tol=1e-5)
     assert f"lr={best:.3g} (tuned: best of 8 around {centre:.3g})" in (
         summary.report_path.read_text())
+
+
+def test_corrupt_data_file_is_skipped_with_the_reason(tmp_path):
+    mnist = tmp_path / "data" / "mnist"
+    mnist.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (mnist / name).write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
+    plan = campaign.plan_campaign(suite="quick", datasets=["mnist_2k"])
+    summary = campaign.run_campaign(plan, output_dir=tmp_path / "out", data_dir=tmp_path / "data",
+                                    stream=None)
+    data = load_results(summary.results_path)
+    assert data["runs"] == [] and summary.executed_runs == 0
+    assert data["skipped"][0]["reason"].startswith("DataFileError")
+    assert "t10k-images-idx3-ubyte.gz" in data["skipped"][0]["reason"]

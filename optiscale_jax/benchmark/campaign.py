@@ -3,9 +3,9 @@
 This is what ``python -m experiments.large_scale`` calls. Every choice is
 checked before any work starts (unknown data set, optimizer, backend, suite
 or precision: a ``ValueError`` listing the choices; an unavailable backend: a
-``RuntimeError`` with the reason). A data set whose files are missing is
-recorded as skipped with the loader's reason and the others run. Ctrl-C stops
-the campaign with every finished run already stored.
+``RuntimeError`` with the reason). A data set whose files are missing (or
+corrupt) is recorded as skipped with the loader's reason and the others run.
+Ctrl-C stops the campaign with every finished run already stored.
 """
 
 from __future__ import annotations
@@ -26,8 +26,15 @@ from optiscale_jax.benchmark.suites import (
 
 __all__ = ["CampaignPlan", "CampaignSummary", "plan_campaign", "rebuild_report", "run_campaign"]
 
-# Loader errors that mean "the files are not there / not readable": the data set is skipped.
-_MISSING_DATA_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, ConnectionError)
+
+
+def _unusable_data_errors() -> tuple[type[BaseException], ...]:
+    """Loader errors meaning "the files are not there, not readable or corrupt": the data
+    set is skipped with the loader's message and the campaign goes on."""
+    from optiscale_jax.datasets import DataFileError
+
+    return (FileNotFoundError, PermissionError, IsADirectoryError, ConnectionError,
+            DataFileError)
 
 
 class CampaignPlan(NamedTuple):
@@ -99,7 +106,7 @@ def run_campaign(plan: CampaignPlan, *, output_dir: str | os.PathLike = "benchma
             progress.mark_start()
             try:
                 X_train, y_train, X_test, y_test, metadata = spec.load(data_dir, seed)
-            except _MISSING_DATA_ERRORS as err:
+            except _unusable_data_errors() as err:
                 bench.record_skipped_dataset(spec.name, f"{type(err).__name__}: {err}")
                 progress.total_runs -= len(plan.optimizers)
                 skipped.append(spec.name)
