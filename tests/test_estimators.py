@@ -6,7 +6,6 @@ import jax
 import numpy as np
 import pytest
 
-from optiscale_jax import training
 from optiscale_jax.training import (
     SGD, Adagrad, Adam, AdamW, JAXOptimizer, Momentum, Nesterov, RMSProp, events)
 

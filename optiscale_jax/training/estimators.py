@@ -27,7 +27,6 @@ from sklearn.metrics import accuracy_score, r2_score
 from optiscale_jax.training import _checks
 from optiscale_jax.training.engine import canonical_dtype, precision
 from optiscale_jax.training.reference import run_reference
-from optiscale_jax.training.result import RunResult
 from optiscale_jax.training.run import run
 
 # (learning_rate, epochs, other hyperparameters) per optimizer; measured in docs/training.md.

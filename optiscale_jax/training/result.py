@@ -56,19 +56,23 @@ def run_status(diverged: bool, final_loss: float, final_grad_norm: float,
     return "max_epochs"
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """`value` with arrays as lists, NumPy scalars as Python numbers, non-finite floats and
+    other objects (schedules) as strings: safe for `json.dumps`."""
     if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()] if value.ndim else _jsonable(value.item())
+        return [jsonable(v) for v in value.tolist()] if value.ndim else jsonable(value.item())
     if isinstance(value, (np.floating, float)):
         value = float(value)
         return value if math.isfinite(value) else str(value)
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
+        return [jsonable(v) for v in value]
+    if isinstance(value, (str, int, bool, type(None))):
+        return value
+    return repr(value)    # e.g. a learning-rate schedule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +137,7 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every field (arrays become lists)."""
-        return {field.name: _jsonable(getattr(self, field.name))
+        return {field.name: jsonable(getattr(self, field.name))
                 for field in dataclasses.fields(self)}
 
 

@@ -20,7 +20,7 @@ from optiscale_jax.training.engine import (
     ProgramOutput, Timed, build_program, canonical_dtype, cast_tree, execute, precision,
     resolve_optimizer, to_result)
 from optiscale_jax.training.objectives import prepare
-from optiscale_jax.training.result import RunResult, _jsonable
+from optiscale_jax.training.result import RunResult, jsonable
 from optiscale_jax.training.run import check_epochs, initial_params
 
 
@@ -81,8 +81,8 @@ class SweepResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary with every run."""
-        return {"learning_rates": _jsonable(self.learning_rates), "seeds": _jsonable(self.seeds),
-                "best_index": self.best_index, "best_config": _jsonable(self.best_config),
+        return {"learning_rates": jsonable(self.learning_rates), "seeds": jsonable(self.seeds),
+                "best_index": self.best_index, "best_config": jsonable(self.best_config),
                 "compile_time_s": self.compile_time_s, "run_time_s": self.run_time_s,
                 "time_per_epoch_s": self.time_per_epoch_s, "optimizer": self.optimizer,
                 "epochs": self.epochs, "runs": [r.to_dict() for r in self.runs]}
