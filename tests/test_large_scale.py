@@ -288,3 +288,15 @@ def test_corrupt_data_file_is_skipped_with_the_reason(tmp_path):
     assert data["runs"] == [] and summary.executed_runs == 0
     assert data["skipped"][0]["reason"].startswith("DataFileError")
     assert "t10k-images-idx3-ubyte.gz" in data["skipped"][0]["reason"]
+
+
+def test_plans_take_epochs_from_the_suite_then_the_data_set():
+    assert campaign.plan_campaign(suite="quick").entries == SUITES["quick"]
+    plan = campaign.plan_campaign(suite="quick", datasets=["mnist_2k", "kappa_1e6"])
+    assert [(e.dataset, e.epochs) for e in plan.entries] == [
+        ("mnist_2k", 30), ("kappa_1e6", DATASETS["kappa_1e6"].epochs)]
+    assert plan.optimizers == ("sgd", "adam")
+    plan = campaign.plan_campaign(epochs=7, optimizers=["Adam", "sgd"])
+    assert {e.epochs for e in plan.entries} == {7} and plan.optimizers == ("adam", "sgd")
+    assert [e.dataset for e in campaign.plan_campaign(suite="full").entries][-3:] == [
+        "highdim_5000", "highdim_10000", "kappa_1e9"]

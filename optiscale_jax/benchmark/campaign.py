@@ -72,8 +72,7 @@ def plan_campaign(*, suite: str = "default", datasets: Sequence[str] | None = No
     suite_epochs = {entry.dataset: entry.epochs for entry in SUITES[suite]}
     if datasets:
         keys = check_datasets(datasets)
-        fallback = max(entry.epochs for entry in SUITES[suite])
-        entries = tuple(SuiteEntry(k, suite_epochs.get(k, fallback)) for k in keys)
+        entries = tuple(SuiteEntry(k, suite_epochs.get(k, DATASETS[k].epochs)) for k in keys)
     else:
         entries = SUITES[suite]
     if epochs is not None:

@@ -64,7 +64,7 @@ class DatasetSpec(NamedTuple):
     problem: str         # problem kind for make_problem
     l2: float
     load: Callable[[str | os.PathLike | None, int], Loaded]  # (data_dir, seed) -> data
-    needs_files: bool    # True: reads files from the data directory (may be missing)
+    epochs: int          # epochs when a suite does not set them (the default suite's)
 
 
 class SuiteEntry(NamedTuple):
@@ -154,36 +154,35 @@ def _extreme(kappa: float, n_samples: int, n_features: int) -> Callable[[Any, in
 def _specs() -> dict[str, DatasetSpec]:
     specs = [
         DatasetSpec("mnist_10k", "MNIST-10k (0-4 vs 5-9)", "classification", "logistic", 1e-4,
-                    _mnist(10_000), True),
+                    _mnist(10_000), 500),
         DatasetSpec("mnist_2k", "MNIST-2k (0-4 vs 5-9)", "classification", "logistic", 1e-4,
-                    _mnist(2_000), True),
+                    _mnist(2_000), 500),
         DatasetSpec("california_housing", "California Housing", "regression",
-                    "least_squares", 0.0, _california, True),
+                    "least_squares", 0.0, _california, 2_000),
     ]
     for d in (50, 100, 1_000, 5_000, 10_000):
         specs.append(DatasetSpec(f"highdim_{d}", f"High-dimensional d={d:,}", "high_dimensional",
-                                 "ridge", 1e-3, _highdim(2_500, d), False))
+                                 "ridge", 1e-3, _highdim(2_500, d), 1_000))
     for label, kappa in (("1e3", 1e3), ("1e6", 1e6), ("1e9", 1e9)):
         specs.append(DatasetSpec(f"kappa_{label}", f"Extreme conditioning kappa={label}",
                                  "extreme_conditioning", "least_squares", 0.0,
-                                 _extreme(kappa, 1_250, 100), False))
+                                 _extreme(kappa, 1_250, 100), 10_000))
     specs.append(DatasetSpec("kappa_1e3_small", "Extreme conditioning kappa=1e3 (small)",
                              "extreme_conditioning", "least_squares", 0.0,
-                             _extreme(1e3, 500, 50), False))
+                             _extreme(1e3, 500, 50), 10_000))
     return {spec.key: spec for spec in specs}
 
 
 DATASETS: dict[str, DatasetSpec] = _specs()
 
-_DEFAULT = (SuiteEntry("mnist_10k", 500), SuiteEntry("california_housing", 2_000),
-            SuiteEntry("highdim_100", 1_000), SuiteEntry("highdim_1000", 1_000),
-            SuiteEntry("kappa_1e3", 10_000), SuiteEntry("kappa_1e6", 10_000))
+_DEFAULT = tuple(SuiteEntry(key, DATASETS[key].epochs) for key in (
+    "mnist_10k", "california_housing", "highdim_100", "highdim_1000", "kappa_1e3", "kappa_1e6"))
 SUITES: dict[str, tuple[SuiteEntry, ...]] = {
     "quick": (SuiteEntry("mnist_2k", 30), SuiteEntry("california_housing", 100),
               SuiteEntry("highdim_50", 100), SuiteEntry("kappa_1e3_small", 300)),
     "default": _DEFAULT,
-    "full": _DEFAULT + (SuiteEntry("highdim_5000", 1_000), SuiteEntry("highdim_10000", 1_000),
-                        SuiteEntry("kappa_1e9", 10_000)),
+    "full": _DEFAULT + tuple(SuiteEntry(key, DATASETS[key].epochs)
+                             for key in ("highdim_5000", "highdim_10000", "kappa_1e9")),
 }
 SUITE_OPTIMIZERS = {"quick": ("sgd", "adam"), "default": DEFAULT_OPTIMIZERS,
                     "full": DEFAULT_OPTIMIZERS}
