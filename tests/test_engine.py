@@ -54,6 +54,17 @@ def test_engine_equals_python_reference_loop_float64(logistic_problem, name, rat
     assert engine.train_loss[-1] < engine.initial_loss
 
 
+def test_softmax_engine_equals_reference_loop(logistic_problem):
+    labels = np.random.default_rng(6).integers(0, 3, size=103)
+    problem = make_problem("softmax", logistic_problem.X, labels, l2=1e-3)
+    engine = run(problem, "rmsprop", hyperparams={"learning_rate": 0.01}, epochs=20,
+                 dtype="float64")
+    reference = run_reference(problem, "rmsprop", {"learning_rate": 0.01}, epochs=20,
+                              dtype="float64")
+    assert engine.params.shape == (6, 3) and engine.kernel == "fused"
+    _close(engine, reference)
+
+
 @pytest.mark.parametrize("kernel", ["quadratic", "generic"])
 def test_quadratic_kernel_equals_reference_loop(ridge_problem, kernel):
     engine = run(ridge_problem, "momentum", hyperparams={"learning_rate": 0.05}, epochs=40,
@@ -66,11 +77,13 @@ def test_quadratic_kernel_equals_reference_loop(ridge_problem, kernel):
 
 def test_kernels_compute_the_problem_objective(logistic_problem, ridge_problem):
     rng = np.random.default_rng(5)
+    softmax = make_problem("softmax", logistic_problem.X, rng.integers(0, 3, size=103), l2=1e-3)
     with jax.enable_x64(True):
-        for problem, kernel in [(logistic_problem, "fused"), (ridge_problem, "quadratic")]:
+        for problem, kernel in [(logistic_problem, "fused"), (ridge_problem, "quadratic"),
+                                (softmax, "fused")]:
             prepared = prepare(problem, "float64", kernel)
             for _ in range(2):
-                w = rng.normal(size=problem.n_features)
+                w = rng.normal(size=problem.param_shape)
                 loss, grad = prepared.objective.full_value_and_grad(jnp.asarray(w), prepared.data)
                 assert float(loss) == pytest.approx(problem.loss(w, problem.X, problem.y, xp=np),
                                                     rel=1e-12)
