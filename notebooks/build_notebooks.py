@@ -254,10 +254,10 @@ def quickstart() -> nbformat.NotebookNode:
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
         for ax, data_name in zip(axes, DATASETS):
             floor = np.finfo(np.float32).eps * abs(f_star[data_name])
-            for name in OPTIMIZERS:
+            for name, style in zip(OPTIMIZERS, ("-", "-", "-", "--")):   # AdamW dashed: it tracks Adam
                 loss = np.asarray(fitted[data_name, name].history_["loss"])
                 gap = np.maximum(loss - f_star[data_name], floor)
-                ax.semilogy(np.arange(1, loss.size + 1), gap, label=name)
+                ax.semilogy(np.arange(1, loss.size + 1), gap, style, label=name)
             ax.axhline(floor, color="gray", linestyle=":", label="float32 resolution")
             ax.set_title(f"{data_name} (f* = {f_star[data_name]:.6f})")
             ax.set_xlabel("epoch")
@@ -469,8 +469,9 @@ def flax_models() -> nbformat.NotebookNode:
         fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.2))
         epochs_axis = np.arange(1, EPOCHS + 1)
         for name, h in history.items():
-            ax_loss.plot(epochs_axis, h["train_loss"], marker="o", label=f"{name} ({OPTIMIZER_RATES[name]:g})")
-            ax_acc.plot(epochs_axis, h["test_accuracy"], marker="o", label=name)
+            style = "--" if name == "adamw" else "-"   # AdamW with a small decay tracks Adam
+            ax_loss.plot(epochs_axis, h["train_loss"], style, marker="o", label=f"{name} ({OPTIMIZER_RATES[name]:g})")
+            ax_acc.plot(epochs_axis, h["test_accuracy"], style, marker="o", label=name)
         ax_loss.set_yscale("log")
         ax_loss.set_xlabel("epoch")
         ax_loss.set_ylabel("mean training cross-entropy over the epoch")
@@ -478,6 +479,7 @@ def flax_models() -> nbformat.NotebookNode:
         ax_acc.set_ylabel("test accuracy")
         for ax in (ax_loss, ax_acc):
             ax.grid(True, which="both", alpha=0.3)
+            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax_loss.legend(title="optimizer (lr)")
         fig.suptitle(f"MLP 784-{HIDDEN}-10 on MNIST, mini-batches of {BATCH_SIZE}")
         fig.tight_layout()
@@ -560,9 +562,10 @@ def flax_models() -> nbformat.NotebookNode:
         ax_acc2 = ax_final.twinx()
         ax_acc2.semilogx(SWEEP_RATES, sweep_acc, marker="s", color="tab:orange", label="test accuracy")
         ax_acc2.set_ylabel("test accuracy")
-        ax_final.axvline(SWEEP_RATES[best], color="gray", linestyle=":")
-        ax_final.legend(loc="upper center")
-        ax_acc2.legend(loc="lower center")
+        ax_final.axvline(SWEEP_RATES[best], color="gray", linestyle=":", label="best final loss")
+        handles = ax_final.get_legend_handles_labels()[0] + ax_acc2.get_legend_handles_labels()[0]
+        ax_final.legend(handles=handles, loc="upper left", fontsize="small")
+        ax_curves.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         for ax in (ax_curves, ax_final):
             ax.grid(True, which="both", alpha=0.3)
         fig.suptitle(f"Adam learning-rate sweep, {len(SWEEP_RATES)} rates in one vmapped program")
@@ -786,6 +789,8 @@ def colab_tpu_scaling() -> nbformat.NotebookNode:
         ax.plot(COUNTS, COUNTS, color="gray", linestyle=":", label="linear")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
+        ax.set_xticks(COUNTS, [str(n) for n in COUNTS])
+        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel(f"{PLATFORM} devices")
         ax.set_ylabel("speed-up T_1 / T_n")
         ax.set_title(f"Strong scaling, MLP width {spec.width}, {spec.n_blocks} blocks, {N_ROWS} rows")
@@ -817,10 +822,15 @@ def colab_tpu_scaling() -> nbformat.NotebookNode:
         print(f"{summary.executed_runs} runs in {summary.wall_time_s:.1f} s; skipped data sets: {summary.skipped_datasets}")
         """),
         code("""
-        display(Markdown(summary.report_path.read_text()))
-        for png in sorted(OUTPUT_DIR.glob("*.png")):
-            print(png.name)
-            display(Image(filename=str(png)))
+        import re
+
+        # The report embeds its plots by relative path; show its text, then the plots it names.
+        report = summary.report_path.read_text()
+        plots = list(dict.fromkeys(re.findall(r"!\\[[^\\]]*\\]\\(([^)]+\\.png)\\)", report)))
+        display(Markdown(re.sub(r"!\\[[^\\]]*\\]\\([^)]+\\)\\n?", "", report)))
+        for name in plots:
+            print(name)
+            display(Image(filename=str(summary.report_path.parent / name)))
         """),
     ]
     return notebook(cells, colab=True)
