@@ -84,3 +84,5 @@ def test_sigkill_during_writes_leaves_a_complete_file(tmp_path):
     assert ids == list(range(len(ids)))          # nothing lost in the middle
     assert len(ids) >= written + 1               # every acknowledged run is there
     assert all(len(r["payload"]) == 200_000 for r in data["runs"])
+    ResultsStore(path, resume=True)  # a new session clears a temporary the kill left
+    assert not list(tmp_path.glob(".*.tmp"))

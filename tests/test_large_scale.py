@@ -93,6 +93,7 @@ def test_killed_run_resumes_without_redoing_or_losing_work(quick_run):
     for earlier in killed:
         assert by_id[earlier["identity"]] == earlier
     assert len({r["environment_id"] for r in final}) == 2  # one per process
+    assert not list(quick_run["out"].glob(".*.tmp"))  # no temporary left behind
     assert re.search(r"\| ETA \d+:\d\d:\d\d$", ex2[0].rstrip())
     assert ex2[-1].rstrip().endswith("ETA 0:00:00")
 

@@ -146,6 +146,11 @@ class ResultsStore:
 
     def __init__(self, path: str | os.PathLike, *, resume: bool = False):
         self.path = pathlib.Path(path)
+        # A process killed between writing a temporary and renaming it leaves the
+        # temporary behind (the results file itself is intact): remove such leftovers.
+        # One campaign per results file at a time (two would overwrite each other anyway).
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
         if resume and self.path.exists():
             self._data = load_results(self.path)
         else:
