@@ -258,6 +258,18 @@ def test_spec_custom_benchmark_example(tmp_path, monkeypatch, quick_run):
     assert json.loads((tmp_path / "my_results" / "large_scale_results.json").read_text())["runs"]
     # AdamW's decoupled decay moves its fixed point off the L2 problem's optimum.
     assert results["AdamW"]["final_loss"] != results["Adam"]["final_loss"]
+    # The test error, recomputed from a rerun of the same (deterministic) training.
+    from optiscale_jax import training
+    from optiscale_jax.problems import make_problem
+
+    adam = results["Adam"]
+    rerun = training.run(make_problem("logistic", X_train, y_train, 1e-4), "adam",
+                         hyperparams={"learning_rate": 0.001}, epochs=20,
+                         seed=adam["run_seed"])
+    logits = np.asarray(X_test, np.float64) @ np.asarray(rerun.params, np.float64)
+    error = np.mean((logits >= 0) != (np.asarray(y_test) == 1))
+    assert math.isclose(adam["test_error"], error, abs_tol=1e-12)
+    assert rerun.final_loss == adam["final_loss"]
 
 
 def test_tune_runs_a_grid_sweep_and_reports_the_best_rate(tmp_path):
