@@ -7,6 +7,10 @@ import tempfile
 # Must happen before JAX initialises its backends (first JAX call).
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Tests check correctness, not speed: one BLAS thread keeps OpenBLAS from spinning
+# against XLA's threads (and other processes) on small machines, where two threads
+# made a 1,600 x 784 SVD take 19 s instead of 0.3 s. Subprocesses inherit it.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _SHARED_DATA = _REPO.parent / "shared" / "data"
@@ -16,6 +20,9 @@ if "OPTISCALE_DATA_DIR" not in os.environ and _SHARED_DATA.is_dir():
 os.environ.setdefault("OPTISCALE_CACHE_DIR", tempfile.mkdtemp(prefix="optiscale_test_cache_"))
 
 import pytest  # noqa: E402
+import threadpoolctl  # noqa: E402
+
+threadpoolctl.threadpool_limits(limits=1, user_api="blas")
 
 
 @pytest.fixture(scope="session")
