@@ -54,6 +54,18 @@ def test_engine_equals_python_reference_loop_float64(logistic_problem, name, rat
     assert engine.train_loss[-1] < engine.initial_loss
 
 
+def test_zero_columns_kernel_equals_reference_loop(logistic_problem):
+    blank = logistic_problem.X * (np.arange(6) != 4)
+    problem = make_problem("logistic", blank, logistic_problem.y, l2=1e-3)
+    engine = run(problem, "adam", hyperparams={"learning_rate": 0.05}, epochs=20,
+                 dtype="float64")
+    reference = run_reference(problem, "adam", {"learning_rate": 0.05}, epochs=20,
+                              dtype="float64")
+    assert engine.kernel == "fused_nonzero"
+    _close(engine, reference)
+    assert engine.params[4] == 0.0        # its gradient is l2 * w = 0 from w = 0
+
+
 def test_softmax_engine_equals_reference_loop(logistic_problem):
     labels = np.random.default_rng(6).integers(0, 3, size=103)
     problem = make_problem("softmax", logistic_problem.X, labels, l2=1e-3)
@@ -78,9 +90,13 @@ def test_quadratic_kernel_equals_reference_loop(ridge_problem, kernel):
 def test_kernels_compute_the_problem_objective(logistic_problem, ridge_problem):
     rng = np.random.default_rng(5)
     softmax = make_problem("softmax", logistic_problem.X, rng.integers(0, 3, size=103), l2=1e-3)
+    blank = logistic_problem.X * (np.arange(6) != 2)            # column 2 is zero everywhere
+    blank_logistic = make_problem("logistic", blank, logistic_problem.y, l2=1e-3)
+    blank_softmax = make_problem("softmax", blank, softmax.y, l2=1e-3)
     with jax.enable_x64(True):
         for problem, kernel in [(logistic_problem, "fused"), (ridge_problem, "quadratic"),
-                                (softmax, "fused")]:
+                                (softmax, "fused"), (blank_logistic, "fused_nonzero"),
+                                (blank_softmax, "fused_nonzero")]:
             prepared = prepare(problem, "float64", kernel)
             for _ in range(2):
                 w = rng.normal(size=problem.param_shape)

@@ -10,7 +10,8 @@ evaluation also gives the next step's gradient, so an epoch costs one
 loss-and-gradient evaluation), and records f(w_t) and ||grad f(w_t)||_2.
 
 Divergence: an epoch whose end point has a non-finite loss, parameter or
-gradient, or a loss above `divergence_factor * max(|f(w_0)|, 1e-12)`, is
+gradient (checked at once through the scalar loss + ||g||^2 + sum(params)),
+or a loss above `divergence_factor * max(|f(w_0)|, 1e-12)`, is
 rejected: parameters, optimizer state, loss and gradient stay those of the
 last accepted epoch for the rest of the run (`jnp.where`, so a vmapped sweep
 keeps going for the other configurations), and the epoch is reported. Nothing
@@ -79,6 +80,7 @@ class _Carry(NamedTuple):
     opt_state: Any
     loss: jax.Array
     grad: Params
+    grad_norm: jax.Array
     diverged_epoch: jax.Array
 
 
@@ -109,8 +111,15 @@ def global_norm(tree: Params) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in leaves))
 
 
-def _all_finite(tree: Params) -> jax.Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+def _sum_squares(tree: Params) -> jax.Array:
+    return sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree))
+
+
+def _checksum(loss: jax.Array, grad_sq: jax.Array, params: Params) -> jax.Array:
+    """loss + ||g||^2 + sum(params): non-finite iff one of them holds a NaN/Inf (or they
+    are so large that the sum overflows, itself a blow-up). One scalar instead of a
+    finite-test per array keeps the per-epoch bookkeeping to a few small kernels."""
+    return loss + grad_sq + sum(jnp.sum(leaf) for leaf in jax.tree.leaves(params))
 
 
 def _select(keep_old: jax.Array, old: Any, new: Any) -> Any:
@@ -171,20 +180,21 @@ def build_program(objective: Objective, make_transform: MakeTransform, *, epochs
                 if plan.remainder:
                     (params, opt_state), _ = batch_step((params, opt_state), order[cut:])
             loss, grad = objective.full_value_and_grad(params, data)
-            bad = ~(jnp.isfinite(loss) & _all_finite(params) & _all_finite(grad)
-                    & (loss <= threshold))
+            grad_sq = _sum_squares(grad)
+            bad = ~(jnp.isfinite(_checksum(loss, grad_sq, params)) & (loss <= threshold))
             reject = bad | (carry.diverged_epoch > 0)
-            new = _Carry(params, opt_state, loss, grad, carry.diverged_epoch)
+            new = _Carry(params, opt_state, loss, grad, jnp.sqrt(grad_sq), carry.diverged_epoch)
             kept = _select(reject, carry, new)
             diverged_epoch = jnp.where(bad & (carry.diverged_epoch == 0),
                                        (epoch + 1).astype(jnp.int32), carry.diverged_epoch)
             kept = kept._replace(diverged_epoch=diverged_epoch)
-            return kept, (kept.loss, global_norm(kept.grad))
+            return kept, (kept.loss, kept.grad_norm)
 
-        init = _Carry(params0, transform.init(params0), loss0, grad0, jnp.zeros((), jnp.int32))
+        init = _Carry(params0, transform.init(params0), loss0, grad0, global_norm(grad0),
+                      jnp.zeros((), jnp.int32))
         final, (losses, grad_norms) = jax.lax.scan(
             epoch_body, init, jnp.arange(epochs, dtype=jnp.int32))
-        return ProgramOutput(final.params, loss0, global_norm(grad0), losses, grad_norms,
+        return ProgramOutput(final.params, loss0, init.grad_norm, losses, grad_norms,
                              final.diverged_epoch)
 
     return program

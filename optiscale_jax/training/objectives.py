@@ -7,7 +7,12 @@ precomputation, chosen for speed:
 - "generic": `problem.loss` and `problem.grad` traced together (XLA shares X w).
 - "fused" (logistic, softmax): one pass z = X w, then the gradient as X^T r with
   X^T stored once in row-major layout (a contiguous matrix-vector product; XLA's
-  CPU `X.T @ r` on the original layout is several times slower).
+  CPU `X.T @ r` on the original layout can be several times slower).
+- "fused_nonzero" (logistic, softmax; "auto" picks it when some column of X is zero in
+  every row, e.g. MNIST's 116 blank pixels): the same two passes over only the
+  nonzero columns, X_nz = X[:, nz]: z = X_nz w[nz], grad[nz] = r^T X_nz / n, and
+  grad = l2 w on the zero columns (their data gradient is exactly 0). Fewer bytes read
+  per epoch, same function.
 - "quadratic" (least squares, ridge, when d <= n/2): with H = X^T X / n,
   w_ref = a float64 least-squares solution, g_ref = grad f_data(w_ref) and
   f_ref = f_data(w_ref), all computed once on the host in float64,
@@ -29,7 +34,7 @@ import numpy as np
 
 from optiscale_jax.training.engine import Objective, TrainData, cast_tree
 
-KERNELS: tuple[str, ...] = ("auto", "generic", "fused", "quadratic")
+KERNELS: tuple[str, ...] = ("auto", "generic", "fused", "fused_nonzero", "quadratic")
 QUADRATIC_MAX_FEATURES = 4096
 
 
@@ -83,6 +88,40 @@ def _fused_softmax(problem: Any) -> Objective:
     return Objective(_generic(problem).batch_value_and_grad, full)
 
 
+def _nonzero_logistic(problem: Any) -> Objective:
+    def full(w: jax.Array, data: TrainData) -> tuple[jax.Array, jax.Array]:
+        columns, X_nonzero = data.extra["columns"], data.extra["X_nonzero"]
+        z = X_nonzero @ w[columns]
+        y = data.y.astype(z.dtype)
+        loss = jnp.mean(jnp.logaddexp(0.0, z) - y * z)
+        residual = 0.5 * (1.0 + jnp.tanh(0.5 * z)) - y
+        grad = jnp.zeros_like(w).at[columns].set((residual @ X_nonzero) / data.X.shape[0])
+        l2_loss, l2_grad = _l2_terms(w, problem.l2)
+        return loss + l2_loss, grad + l2_grad
+
+    return Objective(_generic(problem).batch_value_and_grad, full)
+
+
+def _nonzero_softmax(problem: Any) -> Objective:
+    def full(W: jax.Array, data: TrainData) -> tuple[jax.Array, jax.Array]:
+        columns, X_nonzero = data.extra["columns"], data.extra["X_nonzero"]
+        z = X_nonzero @ W[columns]
+        log_p = jax.nn.log_softmax(z, axis=1)
+        onehot = jax.nn.one_hot(data.y, W.shape[1], dtype=z.dtype)
+        loss = -jnp.sum(onehot * log_p) / data.X.shape[0]
+        data_grad = (X_nonzero.T @ (jnp.exp(log_p) - onehot)) / data.X.shape[0]
+        grad = jnp.zeros_like(W).at[columns].set(data_grad)
+        l2_loss, l2_grad = _l2_terms(W, problem.l2)
+        return loss + l2_loss, grad + l2_grad
+
+    return Objective(_generic(problem).batch_value_and_grad, full)
+
+
+def nonzero_columns(X: np.ndarray) -> np.ndarray:
+    """Indices (int32) of the columns of X with at least one nonzero entry."""
+    return np.flatnonzero(np.any(np.asarray(X) != 0, axis=0)).astype(np.int32)
+
+
 def _quadratic_extra(problem: Any) -> dict[str, np.ndarray]:
     X, y = np.asarray(problem.X, np.float64), np.asarray(problem.y, np.float64)
     n = X.shape[0]
@@ -114,14 +153,19 @@ def choose_kernel(problem: Any, kernel: str = "auto") -> str:
         d <= n // 2 and d <= QUADRATIC_MAX_FEATURES
     fused_ok = problem.kind in ("logistic", "softmax")
     if kernel == "auto":
-        return "quadratic" if quadratic_ok else "fused" if fused_ok else "generic"
+        if quadratic_ok:
+            return "quadratic"
+        if fused_ok:
+            has_zero_column = nonzero_columns(problem.X).size < d
+            return "fused_nonzero" if has_zero_column else "fused"
+        return "generic"
     if kernel == "quadratic" and not quadratic_ok:
         raise ValueError(
             f"kernel='quadratic' needs a least_squares/ridge problem with d <= n/2 and "
             f"d <= {QUADRATIC_MAX_FEATURES} (got kind={problem.kind!r}, n={n}, d={d}); "
             "use kernel='auto' or 'generic'")
-    if kernel == "fused" and not fused_ok:
-        raise ValueError(f"kernel='fused' is for logistic/softmax problems (got "
+    if kernel in ("fused", "fused_nonzero") and not fused_ok:
+        raise ValueError(f"kernel={kernel!r} is for logistic/softmax problems (got "
                          f"{problem.kind!r}); use kernel='auto' or 'generic'")
     return kernel
 
@@ -144,6 +188,11 @@ def prepare(problem: Any, dtype: str, kernel: str = "auto") -> PreparedObjective
     elif chosen == "fused":
         extra = np.ascontiguousarray(X.T)
         objective = _fused_logistic(problem) if problem.kind == "logistic" else _fused_softmax(problem)
+    elif chosen == "fused_nonzero":
+        columns = nonzero_columns(X)
+        extra = {"columns": columns, "X_nonzero": np.ascontiguousarray(X[:, columns])}
+        objective = (_nonzero_logistic(problem) if problem.kind == "logistic"
+                     else _nonzero_softmax(problem))
     else:
         objective = _generic(problem)
     data = jax.block_until_ready(TrainData(cast_tree(X, dtype), jnp.asarray(y),
