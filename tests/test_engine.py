@@ -58,7 +58,7 @@ def test_zero_columns_kernel_equals_reference_loop(logistic_problem):
     blank = logistic_problem.X * (np.arange(6) != 4)
     problem = make_problem("logistic", blank, logistic_problem.y, l2=1e-3)
     engine = run(problem, "adam", hyperparams={"learning_rate": 0.05}, epochs=20,
-                 dtype="float64")
+                 dtype="float64", kernel="fused_nonzero")
     reference = run_reference(problem, "adam", {"learning_rate": 0.05}, epochs=20,
                               dtype="float64")
     assert engine.kernel == "fused_nonzero"
