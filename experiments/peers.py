@@ -33,13 +33,19 @@ from optiscale_jax.problems import make_problem
 from optiscale_jax.training import JAXOptimizer, compile_run, run, run_reference, sweep
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("repeats", 3, "timed runs per peer (median quoted)")
-flags.DEFINE_integer("mnist_epochs", 300, "epochs of workload (i)")
-flags.DEFINE_integer("california_epochs", 2000, "epochs of workload (ii)")
-flags.DEFINE_integer("sweep_size", 16, "learning rates in workload (iii)")
-flags.DEFINE_integer("eager_epochs", 20, "epochs of the use_jit=False comparison")
-flags.DEFINE_string("data_dir", None, "folder with mnist/ and california_housing/")
-flags.DEFINE_string("json_out", None, "write every figure to this JSON file")
+
+
+def define_flags() -> None:
+    """The script's flags (defined when run as a script, so importing the module for its
+    peers never collides with another absl binary's flags)."""
+    flags.DEFINE_integer("repeats", 3, "timed rounds over the peers (median quoted)")
+    flags.DEFINE_integer("mnist_epochs", 300, "epochs of workload (i)")
+    flags.DEFINE_integer("california_epochs", 2000, "epochs of workload (ii)")
+    flags.DEFINE_integer("sweep_size", 16, "learning rates in workload (iii)")
+    flags.DEFINE_integer("eager_epochs", 20, "epochs of the use_jit=False comparison")
+    flags.DEFINE_string("data_dir", None, "folder with mnist/ and california_housing/")
+    flags.DEFINE_string("json_out", None, "write every figure to this JSON file")
+
 
 LEARNING_RATE = 0.01
 MNIST_L2 = 1e-4
@@ -251,7 +257,9 @@ def jit_speedup(X: np.ndarray, y: np.ndarray, epochs: int) -> dict[str, float]:
 # --- reporting ----------------------------------------------------------------------------------
 def _table(title: str, timings: list[Timing | str], floor: dict[str, float]) -> list[dict]:
     engine = timings[0]
+    spread = check_same_work(timings)
     print(f"\n## {title}")
+    print(f"final losses agree to {spread:.1e} (relative): the peers do the same work")
     print(f"floor, one pass over X (X @ w): NumPy {1e3 * floor['numpy']:.3f} ms, "
           f"XLA {1e3 * floor['xla']:.3f} ms")
     print(f"{'peer':36s} {'ms/epoch':>10s} {'peer/engine':>12s} {'compile s':>10s} {'final loss':>12s}")
@@ -267,6 +275,17 @@ def _table(title: str, timings: list[Timing | str], floor: dict[str, float]) -> 
         rows.append({**timing._asdict(), "ms_per_epoch": 1e3 * timing.seconds_per_epoch,
                      "peer_over_engine": ratio})
     return rows
+
+
+def check_same_work(timings: list[Timing | str], rtol: float = 1e-3) -> float:
+    """Largest relative spread of the peers' final losses; ValueError above `rtol` (the
+    peers would not be doing the same work, and their times would not compare)."""
+    finals = np.array([t.final_loss for t in timings if isinstance(t, Timing)])
+    spread = float(np.max(np.abs(finals - finals[0])) / max(abs(finals[0]), 1e-30))
+    if spread > rtol:
+        raise ValueError(f"peers disagree on the final loss (relative spread {spread:.2e}): "
+                         f"{[(t.peer, t.final_loss) for t in timings if isinstance(t, Timing)]}")
+    return spread
 
 
 def _by_peer(rows: list[dict], prefix: str) -> float:
@@ -365,4 +384,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
