@@ -29,8 +29,10 @@ LANGUAGE_INFO = {"name": "python", "pygments_lexer": "ipython3"}
 
 
 def md(text: str) -> nbformat.NotebookNode:
-    """A markdown cell from an indented triple-quoted string."""
-    return v4.new_markdown_cell(textwrap.dedent(text).strip("\n"))
+    """A markdown cell from an indented triple-quoted string; a line SMALL_MODE_NOTE becomes
+    the note on the small-size mode (inserted after dedenting, so the indentation stays common)."""
+    return v4.new_markdown_cell(
+        textwrap.dedent(text).strip("\n").replace("SMALL_MODE_NOTE", SMALL_MODE_NOTE))
 
 
 def code(text: str) -> nbformat.NotebookNode:
@@ -64,7 +66,7 @@ methods compare."""
 # --------------------------------------------------------------------------- quickstart
 def quickstart() -> nbformat.NotebookNode:
     cells = [
-        md(f"""
+        md("""
         # optiscale_jax quick start
 
         **What it shows.** Two real data sets (California Housing regression and
@@ -77,12 +79,12 @@ def quickstart() -> nbformat.NotebookNode:
         `f(w_t) - f*` on a log scale against the exact optimum `f*`, and the same
         run on the NumPy and JAX backends.
 
-        **How long it takes.** About 1.5 minutes at full size (MNIST 10,000
-        images, 1,000 epochs per optimizer) and about 30 seconds in small-size
-        mode, on a 2-core CPU; most of it is XLA compilation (about 1 s per
-        program). No GPU needed.
+        **How long it takes.** About 80 seconds at full size (MNIST 10,000
+        images, 1,000 epochs per optimizer) and about 20 seconds in small-size
+        mode, measured on a 2-core CPU (up to 3 times longer when the machine is
+        busy); much of it is XLA compilation, about 1 s per program. No GPU needed.
 
-        {SMALL_MODE_NOTE}
+        SMALL_MODE_NOTE
         """),
         code("""
         # Parameters: full sizes by default, tiny ones with OPTISCALE_NOTEBOOK_SMALL=1.
@@ -108,8 +110,7 @@ def quickstart() -> nbformat.NotebookNode:
         from optiscale_jax import optimizers
         from optiscale_jax.datasets import load_california_housing, load_mnist
         from optiscale_jax.profiling import MemoryTracker, OptimizerProfiler, SpeedBenchmark
-        from optiscale_jax.training import run, run_reference
-        from optiscale_jax.training.estimators import SGD, Adam, AdamW, JAXOptimizer, Nesterov
+        from optiscale_jax.training import SGD, Adam, AdamW, JAXOptimizer, Nesterov, run, run_reference
 
         ESTIMATORS = {"sgd": SGD, "nesterov": Nesterov, "adam": Adam, "adamw": AdamW}
         print("jax", jax.__version__, "| devices:", jax.devices())
@@ -344,7 +345,7 @@ def quickstart() -> nbformat.NotebookNode:
 # --------------------------------------------------------------------------- flax models
 def flax_models() -> nbformat.NotebookNode:
     cells = [
-        md(f"""
+        md("""
         # Flax models trained with optiscale_jax optimizers
 
         **What it shows.** A two-layer MLP classifier for the 10 MNIST digits,
@@ -358,10 +359,10 @@ def flax_models() -> nbformat.NotebookNode:
         run with the same rate.
 
         **How long it takes.** About 1 minute at full size (10,000 images, hidden
-        width 256, 10 epochs, 13 learning rates) and about 20 seconds in small-size
-        mode, on a 2-core CPU. No GPU needed.
+        width 256, 10 epochs, 13 learning rates; 43-68 s measured) and about 12
+        seconds in small-size mode, on a 2-core CPU. No GPU needed.
 
-        {SMALL_MODE_NOTE}
+        SMALL_MODE_NOTE
         """),
         code("""
         # Parameters: full sizes by default, tiny ones with OPTISCALE_NOTEBOOK_SMALL=1.
@@ -598,7 +599,7 @@ def flax_models() -> nbformat.NotebookNode:
 # --------------------------------------------------------------------------- colab / TPU
 def colab_tpu_scaling() -> nbformat.NotebookNode:
     cells = [
-        md(f"""
+        md("""
         # Scaling on Colab: GPUs, TPUs, or virtual CPU devices
 
         **What it shows.** Made for Google Colab (Runtime > Change runtime type >
@@ -617,11 +618,13 @@ def colab_tpu_scaling() -> nbformat.NotebookNode:
         speed-up.
 
         **How long it takes.** On a 2-core CPU with 8 virtual devices: about
-        4 minutes at full size (of which the `quick` benchmark suite is about 40 s), and
-        about 45 seconds in small-size mode. On a Colab accelerator add the
-        installation (1-2 minutes) and the `default` benchmark suite.
+        2 minutes at full size (20 parallel fits, most of it compilation, then
+        the `quick` benchmark suite in about 10 s), and about 25 seconds in
+        small-size mode (up to a minute when the machine is busy). On a Colab
+        accelerator add the installation (a minute or two) and the `default`
+        benchmark suite.
 
-        {SMALL_MODE_NOTE}
+        SMALL_MODE_NOTE
         """),
         code("""
         # Parameters, and the accelerator probe that must run before JAX is imported.
