@@ -99,8 +99,6 @@ def quickstart() -> nbformat.NotebookNode:
         print(f"small-size mode: {SMALL}")
         """),
         code("""
-        import time
-
         import jax
         import jax.numpy as jnp
         import matplotlib.pyplot as plt
@@ -698,8 +696,6 @@ def colab_tpu_scaling() -> nbformat.NotebookNode:
         decided whether to ask for virtual CPU devices.
         """),
         code("""
-        import time
-
         import jax
         import matplotlib.pyplot as plt
         import numpy as np
