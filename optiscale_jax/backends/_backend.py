@@ -67,7 +67,8 @@ class Backend:
         return self._describe()
 
 
-def _cpu_name() -> str:
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo, else `platform.processor()`."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             for line in cpuinfo:
@@ -75,7 +76,7 @@ def _cpu_name() -> str:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def _jax_backend() -> Backend:
@@ -92,7 +93,7 @@ def _jax_backend() -> Backend:
 
 def _numpy_backend() -> Backend:
     return Backend("numpy", np, lambda x: np.asarray(x), lambda x: x,
-                   lambda: f"numpy:cpu:{_cpu_name()}")
+                   lambda: f"numpy:cpu:{cpu_model()}")
 
 
 _CUDA_HINT = ("install the GPU extras with `pip install -r requirements-cuda.txt` "

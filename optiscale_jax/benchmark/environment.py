@@ -17,6 +17,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from optiscale_jax.backends import cpu_model
 from optiscale_jax.benchmark.store import utc_now
 
 __all__ = ["THREAD_ENV_VARS", "environment_record", "git_commit", "cpu_model"]
@@ -33,18 +34,6 @@ def _version(package: str) -> str | None:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo, else ``platform.processor()``."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def git_commit(path: str | os.PathLike | None = None) -> dict[str, Any]:

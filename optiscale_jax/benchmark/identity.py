@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -27,16 +28,18 @@ __all__ = [
     "data_fingerprint",
     "derive_seed",
     "run_identity",
+    "to_json_value",
 ]
 
 
-def _canonical(value: Any) -> Any:
+def to_json_value(value: Any) -> Any:
     """Turns ``value`` into plain JSON types with one spelling per value.
 
     Floats keep their shortest round-trip ``repr`` (so ``1e-3`` and ``0.001``
     are the same); non-finite floats become the strings ``"NaN"``,
-    ``"Infinity"``, ``"-Infinity"``; NumPy scalars and arrays become Python
-    numbers and lists; mapping keys are sorted by ``json.dumps``.
+    ``"Infinity"``, ``"-Infinity"`` (strict JSON); NumPy scalars and arrays
+    become Python numbers and lists; paths become strings. Used both for run
+    identities and for the results file, so both spell a value the same way.
     """
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
@@ -51,20 +54,22 @@ def _canonical(value: Any) -> Any:
         return value
     if isinstance(value, str) or value is None:
         return value
+    if isinstance(value, pathlib.PurePath):
+        return str(value)
     if isinstance(value, Mapping):
-        return {str(k): _canonical(v) for k, v in value.items()}
+        return {str(k): to_json_value(v) for k, v in value.items()}
     if isinstance(value, np.ndarray):
-        return [_canonical(v) for v in value.tolist()]
+        return [to_json_value(v) for v in value.tolist()]
     if isinstance(value, Sequence):
-        return [_canonical(v) for v in value]
+        return [to_json_value(v) for v in value]
     raise TypeError(
-        f"cannot put a value of type {type(value).__name__} ({value!r}) into a run "
-        "identity; use numbers, strings, booleans, lists or dicts")
+        f"cannot write a value of type {type(value).__name__} ({value!r}) as JSON; "
+        "use numbers, strings, booleans, lists or dicts")
 
 
 def canonical_json(value: Any) -> str:
     """The one JSON spelling of ``value`` that identities are hashed from."""
-    return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"),
+    return json.dumps(to_json_value(value), sort_keys=True, separators=(",", ":"),
                       allow_nan=False)
 
 

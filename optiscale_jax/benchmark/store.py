@@ -29,9 +29,8 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 
-from optiscale_jax.benchmark.identity import canonical_json
+from optiscale_jax.benchmark.identity import canonical_json, to_json_value
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -50,32 +49,6 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
 
-def _encode(value: Any) -> Any:
-    """Plain-JSON form of ``value``: non-finite floats as strings, arrays as lists."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _encode(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return [_encode(v) for v in value.tolist()]
-    if isinstance(value, (list, tuple)):
-        return [_encode(v) for v in value]
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, pathlib.PurePath):
-        return str(value)
-    raise TypeError(f"cannot store a value of type {type(value).__name__}: {value!r}")
-
-
 def _decode(value: Any) -> Any:
     """Inverse of :func:`_encode` for the non-finite float strings."""
     if isinstance(value, str):
@@ -91,7 +64,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> pathlib.Path:
     """Writes ``obj`` as JSON to ``path`` atomically (temp file + fsync + os.replace)."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_encode(obj), indent=1, allow_nan=False)
+    text = json.dumps(to_json_value(obj), indent=1, allow_nan=False)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -189,7 +162,7 @@ class ResultsStore:
     def add_environment(self, environment: Mapping[str, Any]) -> str:
         """Stores an environment record; returns its id (hash of its content)."""
         env_id = hashlib.sha256(canonical_json(dict(environment)).encode()).hexdigest()[:16]
-        self._data["environments"][env_id] = _encode(dict(environment))
+        self._data["environments"][env_id] = to_json_value(dict(environment))
         self.save()
         return env_id
 
@@ -197,7 +170,7 @@ class ResultsStore:
         """Stores one finished run (replacing one with the same identity) and saves."""
         if "identity" not in record:
             raise ValueError("a run record needs an 'identity' (see run_identity)")
-        record = _encode(dict(record))
+        record = to_json_value(dict(record))
         runs = self._data["runs"]
         self._data["runs"] = [r for r in runs if r["identity"] != record["identity"]]
         self._data["runs"].append(record)
@@ -208,7 +181,7 @@ class ResultsStore:
         """Records that ``dataset`` was skipped and why, then saves."""
         entry = {"dataset": dataset, "reason": reason, "recorded_at": utc_now(), **details}
         self._data["skipped"] = [s for s in self._data["skipped"] if s["dataset"] != dataset]
-        self._data["skipped"].append(_encode(entry))
+        self._data["skipped"].append(to_json_value(entry))
         self.save()
 
     def as_dict(self) -> dict[str, Any]:
