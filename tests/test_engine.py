@@ -108,6 +108,36 @@ def test_kernels_compute_the_problem_objective(logistic_problem, ridge_problem):
                                            rtol=1e-10, atol=1e-13)
 
 
+def test_quadratic_centre_needs_no_least_squares_solve(ridge_problem):
+    # Ridge: the Cholesky centre is the exact optimum (independent: scipy's solver cache).
+    with jax.enable_x64(True):
+        prepared = prepare(ridge_problem, "float64", "quadratic")
+    np.testing.assert_allclose(np.asarray(prepared.data.extra["w_ref"]),
+                               ridge_problem.optimum().w_star, rtol=1e-9, atol=1e-12)
+    # Least squares with a singular H (a duplicated column): still the exact objective.
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(60, 3))
+    X = np.hstack([X, X[:, :1]])
+    singular = make_problem("least_squares", X, X @ np.array([1.0, -1.0, 2.0, 0.5]) + 0.1)
+    with jax.enable_x64(True):
+        prepared = prepare(singular, "float64", "quadratic")
+        w = rng.normal(size=4)
+        loss, grad = prepared.objective.full_value_and_grad(jnp.asarray(w), prepared.data)
+    assert float(loss) == pytest.approx(singular.loss(w, X, singular.y, xp=np), rel=1e-12)
+    np.testing.assert_allclose(np.asarray(grad), singular.grad(w, X, singular.y, xp=np),
+                               rtol=1e-9, atol=1e-12)
+    # float32 keeps its digits near the optimum: f* / (||y||^2 / 2n) ~ 1e-4 here, so an
+    # uncentred kernel (f = ||y||^2/2n - b.w + w^T H w / 2) would record ~1e-3 relative noise.
+    X = rng.normal(size=(400, 20)) * np.logspace(0, -1, 20)
+    y = X @ rng.normal(size=20) + 0.01 * rng.normal(size=400)
+    tight = make_problem("ridge", X, y, l2=1e-6)
+    optimum = tight.optimum()
+    result = run(tight, "sgd", hyperparams={"learning_rate": 1.0 / tight.smoothness()},
+                 epochs=20000, f_star=optimum.f_star)
+    true = tight.full_loss(result.params) - optimum.f_star
+    assert abs(result.suboptimality[-1] - true) <= 1e-6 * optimum.f_star
+
+
 def test_minibatch_order_is_a_seeded_permutation_cut_into_fixed_batches():
     plan = batch_plan(23, 5)
     assert (plan.n_full, plan.remainder, plan.steps_per_epoch) == (4, 3, 5)
