@@ -204,9 +204,10 @@ def test_records_times_events_and_json(ridge_problem):
                      f_star=f_star)
     finally:
         events.remove_listener(listener)
-    assert [e[0] for e in seen] == ["compile", "epochs"]
-    assert seen[0][1] == result.compile_time_s > 0
-    assert seen[1][1:] == (300, result.run_time_s) and result.run_time_s > 0
+    assert [e[0] for e in seen] == ["setup", "compile", "epochs"]
+    assert seen[0][1] == result.setup_time_s > 0
+    assert seen[1][1] == result.compile_time_s > 0
+    assert seen[2][1:] == (300, result.run_time_s) and result.run_time_s > 0
     assert result.time_per_epoch_s == pytest.approx(result.run_time_s / 300)
     assert result.dtype == "float32" and result.params.dtype == np.float32
     assert result.train_loss.shape == result.grad_norm.shape == (300,)
@@ -234,7 +235,7 @@ def test_compile_run_compiles_once_and_reruns_the_same_program(ridge_problem):
         first, second = compiled(), compiled(repeats=2)
     finally:
         events.remove_listener(listener)
-    assert seen == ["compile", "epochs", "epochs", "epochs"]
+    assert seen == ["setup", "compile", "epochs", "epochs", "epochs"]
     assert first.compile_time_s == second.compile_time_s == compiled.compile_time_s
     np.testing.assert_array_equal(first.train_loss, second.train_loss)
     with pytest.raises(ValueError, match="repeats=0"):

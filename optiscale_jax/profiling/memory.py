@@ -187,11 +187,11 @@ def engine_device_arrays(problem: Any, kernel: str, dtype: str) -> dict[str, jax
     return arrays
 
 
-def _host_extra_bytes(problem: Any, kernel: str) -> int:
-    """Bytes of the float64 host arrays ``prepare`` computes before casting them."""
+def _host_extra_bytes(problem: Any, kernel: str, dtype: str) -> int:
+    """Bytes of the host arrays ``prepare`` derives before the transfer."""
     n, d = problem.X.shape
     if kernel == "fused":
-        return n * d * problem.X.dtype.itemsize          # np.ascontiguousarray(X.T)
+        return n * d * np.dtype(dtype).itemsize          # np.ascontiguousarray(X.T, dtype)
     if kernel == "quadratic":
         return (d * d + 2 * d + 1) * 8                   # hessian, w_ref, g_ref, f_ref
     return 0
@@ -224,8 +224,8 @@ def estimate_training_memory(problem: Any, optimizer_type: Any = "adam", *, epoc
     Model (bytes; every term computed from shapes, none measured):
 
     * host data: the Problem's own ``X`` and ``y`` (held by the caller);
-    * setup peak: host data + the float64 host arrays ``prepare`` derives
-      (X^T for the fused kernel, the Hessian for the quadratic one) + the
+    * setup peak: host data + the host arrays ``prepare`` derives (X^T in the
+      training dtype for the fused kernel, the float64 Hessian for the quadratic one) + the
       device data (``engine_device_arrays``) + two host staging copies of
       the largest device array: the engine converts with
       ``jnp.asarray(np.asarray(x, dtype))``, NumPy's cast is one copy and
@@ -263,7 +263,7 @@ def estimate_training_memory(problem: Any, optimizer_type: Any = "adam", *, epoc
     device_data_bytes = tree_bytes(device_arrays)
     staging_bytes = 2 * max(tree_bytes(leaf) for leaf in device_arrays.values())
     host_data_bytes = int(problem.X.nbytes + problem.y.nbytes)
-    host_extra_bytes = _host_extra_bytes(problem, chosen)
+    host_extra_bytes = _host_extra_bytes(problem, chosen, resolved.name)
 
     with precision(resolved.name):
         objective = _engine_objective(problem, chosen, resolved.name)

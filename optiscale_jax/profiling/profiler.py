@@ -9,7 +9,8 @@ Two ways to feed it, which can be mixed:
   previous record is attributed to that epoch (or to compilation);
 * implicitly: inside ``with OptimizerProfiler() as p:`` (or between ``start``
   and ``stop``) the profiler listens to ``optiscale_jax.training.events``,
-  so an estimator's ``fit`` reports its compile time and its epoch times.
+  so an estimator's ``fit`` reports its set-up time, its compile time and its
+  epoch times; set-up and compile time are kept apart from ``total_time``.
 
 Memory: the host peak is the kernel's ``VmHWM``, reset at ``start()`` (see
 ``_host_memory``); the accelerator peak is JAX's ``memory_stats()`` where the
@@ -70,8 +71,9 @@ class OptimizerProfiler:
         self._start_time: float | None = None
         self._stop_time: float | None = None
         self._last_mark = 0.0
-        self._compile_since_mark = 0.0
+        self._excluded_since_mark = 0.0
         self._compile_time = 0.0
+        self._setup_time = 0.0
         self._epoch_times: list[float] = []
         self._pending_results = 0
         self._reset = _host_memory.PeakReset(False, "profiler not started")
@@ -150,13 +152,13 @@ class OptimizerProfiler:
             if not (seconds >= 0 and math.isfinite(seconds)):
                 raise ValueError(f"seconds={seconds!r}: a compile time must be finite and >= 0")
             self._compile_time += float(seconds)
-            self._compile_since_mark += float(seconds)
+            self._excluded_since_mark += float(seconds)
             return float(seconds)
         self._pending_results += _sync.block(result)
         now = self._clock()
-        elapsed = max(0.0, now - self._last_mark - self._compile_since_mark)
+        elapsed = max(0.0, now - self._last_mark - self._excluded_since_mark)
         self._compile_time += elapsed
-        self._last_mark, self._compile_since_mark = now, 0.0
+        self._last_mark, self._excluded_since_mark = now, 0.0
         return elapsed
 
     def record_epoch(self, result: Any = None, *, n_epochs: int = 1) -> float:
@@ -173,9 +175,9 @@ class OptimizerProfiler:
             raise ValueError(f"n_epochs={n_epochs!r}: must be a positive integer")
         self._pending_results += _sync.block(result)
         now = self._clock()
-        elapsed = max(0.0, now - self._last_mark - self._compile_since_mark)
+        elapsed = max(0.0, now - self._last_mark - self._excluded_since_mark)
         self._epoch_times.extend([elapsed / n_epochs] * n_epochs)
-        self._last_mark, self._compile_since_mark = now, 0.0
+        self._last_mark, self._excluded_since_mark = now, 0.0
         return elapsed
 
     def _on_training_event(self, kind: str, *values: float) -> None:
@@ -183,12 +185,16 @@ class OptimizerProfiler:
         if kind == "compile":
             (seconds,) = values
             self._compile_time += float(seconds)
-            self._compile_since_mark += float(seconds)
+            self._excluded_since_mark += float(seconds)
+        elif kind == "setup":
+            (seconds,) = values
+            self._setup_time += float(seconds)
+            self._excluded_since_mark += float(seconds)     # kept out of the next record too
         elif kind == "epochs":
             n_epochs, seconds = values
             if int(n_epochs) > 0:
                 self._epoch_times.extend([float(seconds) / int(n_epochs)] * int(n_epochs))
-            self._last_mark, self._compile_since_mark = self._clock(), 0.0
+            self._last_mark, self._excluded_since_mark = self._clock(), 0.0
 
     def _require_running(self, method: str) -> None:
         if not self._running:
@@ -206,9 +212,11 @@ class OptimizerProfiler:
         """Times (s) and memory (MiB) so far; callable while running or after ``stop()``.
 
         Keys:
-          total_time: wall time from start to stop (or now) minus compile time.
-          wall_time: wall time from start to stop (or now), compile included.
+          total_time: wall time from start to stop (or now) minus compile and set-up time.
+          wall_time: wall time from start to stop (or now), compile and set-up included.
           compile_time: seconds recorded as compilation.
+          setup_time: seconds the engine reported as set-up before compiling (its
+            ``("setup", s)`` events: input checks, data layout, transfers).
           epochs, avg_epoch_time, median_epoch_time, epoch_time_sum.
           unattributed_time: ``total_time - epoch_time_sum`` (work outside epochs).
           pending_results: JAX arrays that were still computing when a record
@@ -224,7 +232,7 @@ class OptimizerProfiler:
             raise RuntimeError("OptimizerProfiler.get_stats(): the profiler was never started")
         end = self._stop_time if self._stop_time is not None else self._clock()
         wall = end - self._start_time
-        total = wall - self._compile_time
+        total = wall - self._compile_time - self._setup_time
         epochs = len(self._epoch_times)
         epoch_sum = math.fsum(self._epoch_times)
         host = self._host_peak if self._host_peak is not None else self._current_host_peak()
@@ -232,6 +240,7 @@ class OptimizerProfiler:
             "total_time": total,
             "wall_time": wall,
             "compile_time": self._compile_time,
+            "setup_time": self._setup_time,
             "epochs": epochs,
             "epoch_time_sum": epoch_sum,
             "avg_epoch_time": epoch_sum / epochs if epochs else math.nan,

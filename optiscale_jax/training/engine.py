@@ -25,6 +25,7 @@ pytree, e.g. ParallelTrainer's sharded gradient) and `build_program` /
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -327,6 +328,7 @@ def run_objective(value_and_grad: ValueAndGrad, params0: Params, optimizer: Any,
     Returns:
       RunResult (params as the pytree of host arrays; an array for a single array).
     """
+    start = time.perf_counter()
     name, full_hyper, factory = resolve_optimizer(optimizer, hyperparams)
     n_samples = int(jax.tree.leaves(X)[0].shape[0]) if not hasattr(X, "shape") else int(X.shape[0])
     plan = batch_plan(n_samples, batch_size)
@@ -341,7 +343,12 @@ def run_objective(value_and_grad: ValueAndGrad, params0: Params, optimizer: Any,
             objective_from_value_and_grad(value_and_grad, full_value_and_grad),
             lambda hyper: factory(), epochs=epochs, plan=plan,
             divergence_factor=divergence_factor)
-        timed = execute(program, params, data, jnp.asarray(seed, jnp.uint32), (), epochs=epochs)
-        return to_result(timed.output, timed, f_star=f_star, tol=tol, grad_tol=grad_tol,
-                         dtype=dtype_name, optimizer=name, hyperparams=full_hyper,
-                         batch_size=batch_size, seed=seed)
+        seed_array = jnp.asarray(seed, jnp.uint32)
+        data, params = jax.block_until_ready((data, params))
+        setup_time_s = time.perf_counter() - start
+        events.emit("setup", setup_time_s)
+        timed = execute(program, params, data, seed_array, (), epochs=epochs)
+        result = to_result(timed.output, timed, f_star=f_star, tol=tol, grad_tol=grad_tol,
+                           dtype=dtype_name, optimizer=name, hyperparams=full_hyper,
+                           batch_size=batch_size, seed=seed)
+    return dataclasses.replace(result, setup_time_s=setup_time_s)

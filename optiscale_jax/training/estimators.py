@@ -24,7 +24,7 @@ import jax
 import numpy as np
 from sklearn.metrics import accuracy_score, r2_score
 
-from optiscale_jax.training import _checks
+from optiscale_jax.training import _checks, events
 from optiscale_jax.training.engine import canonical_dtype, precision
 from optiscale_jax.training.reference import run_reference
 from optiscale_jax.training.run import run
@@ -125,6 +125,7 @@ class FirstOrderEstimator:
         hyper = {"learning_rate": self.learning_rate, **self.hyperparams}
         common = dict(epochs=self.epochs, batch_size=batch_size, seed=self.seed,
                       dtype=self.dtype, divergence_factor=self.divergence_factor)
+        events.emit("setup", time.perf_counter() - start)     # input checks, the Problem
         if self.backend == "jax" and self.use_jit:
             result = run(problem, self.optimizer_name, hyperparams=hyper, **common)
         else:

@@ -1,6 +1,8 @@
 """Timing events from the engine, for listeners such as the profiler.
 
-The engine calls `emit("compile", seconds)` after compiling a program and
+The engine calls `emit("setup", seconds)` after its host work before compiling
+(checking the input, building the Problem, laying out and transferring the
+data), `emit("compile", seconds)` after compiling a program and
 `emit("epochs", n_epochs, seconds)` after running it (blocking, compile time
 excluded). Profiling subscribes with `add_listener`; training never imports
 profiling, so the dependency points one way.
@@ -41,6 +43,6 @@ def listeners() -> tuple[Listener, ...]:
 
 
 def emit(kind: str, *values: Any) -> None:
-    """Sends `(kind, *values)` to every listener: ("compile", s) or ("epochs", n, s)."""
+    """Sends `(kind, *values)` to every listener: ("setup", s), ("compile", s) or ("epochs", n, s)."""
     for fn in listeners():
         fn(kind, *values)

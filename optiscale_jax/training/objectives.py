@@ -203,7 +203,7 @@ def prepare(problem: Any, dtype: str, kernel: str = "auto") -> PreparedObjective
         extra = _quadratic_extra(problem)
         objective = _quadratic(problem)
     elif chosen == "fused":
-        extra = np.ascontiguousarray(X.T)
+        extra = np.ascontiguousarray(X.T, dtype=dtype)     # one copy, already cast
         objective = _fused_logistic(problem) if problem.kind == "logistic" else _fused_softmax(problem)
     elif chosen == "fused_nonzero":
         columns = nonzero_columns(X)

@@ -95,7 +95,8 @@ class RunResult:
       diverged_epoch: the epoch whose end point was rejected as diverged (None if not).
       f_star: the optimum used for suboptimality (None if unknown).
       optimizer, hyperparams, batch_size, seed: what ran.
-      setup_time_s: host time to prepare the data and kernel (transfers, precomputation).
+      setup_time_s: host time before compiling: checks, data layout and precomputation,
+        transfers (also sent to `training.events` as ("setup", seconds)).
       kernel: the loss-and-gradient kernel the engine used (see `objectives.py`).
     """
 

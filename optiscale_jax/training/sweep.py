@@ -9,12 +9,14 @@ leaves the other lanes' arithmetic untouched.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optiscale_jax.training import events
 from optiscale_jax.training.batching import batch_plan
 from optiscale_jax.training.engine import (
     ProgramOutput, Timed, build_program, canonical_dtype, cast_tree, execute, precision,
@@ -126,6 +128,7 @@ def sweep(problem: Any, optimizer_name: str, *, learning_rates: Any, seeds: Any 
     Returns:
       SweepResult with every curve, per-run status and the best configuration.
     """
+    start = time.perf_counter()
     epochs = check_epochs(epochs)
     if hyperparams and "learning_rate" in hyperparams:
         raise ValueError("pass learning rates with learning_rates=..., not in hyperparams")
@@ -140,8 +143,10 @@ def sweep(problem: Any, optimizer_name: str, *, learning_rates: Any, seeds: Any 
                                 lambda rate: factory(learning_rate=rate), epochs=epochs,
                                 plan=plan, divergence_factor=divergence_factor)
         vmapped = jax.vmap(program, in_axes=(None, None, 0, 0))
-        timed = execute(vmapped, params, prepared.data,
-                        jnp.asarray(seed_grid, jnp.uint32), jnp.asarray(rates, dtype_name),
+        seed_array, rate_array = jnp.asarray(seed_grid, jnp.uint32), jnp.asarray(rates, dtype_name)
+        setup_time_s = time.perf_counter() - start
+        events.emit("setup", setup_time_s)
+        timed = execute(vmapped, params, prepared.data, seed_array, rate_array,
                         epochs=epochs, repeats=repeats)
         outputs = jax.tree.map(np.asarray, timed.output)
     runs = []
@@ -151,7 +156,7 @@ def sweep(problem: Any, optimizer_name: str, *, learning_rates: Any, seeds: Any 
                            f_star=f_star, tol=tol, grad_tol=grad_tol, dtype=dtype_name,
                            optimizer=name, hyperparams={**full_hyper, "learning_rate": float(rate)},
                            batch_size=batch_size, seed=int(seed))
-        runs.append(dataclasses.replace(result, setup_time_s=prepared.setup_time_s,
+        runs.append(dataclasses.replace(result, setup_time_s=setup_time_s,
                                         kernel=prepared.kernel))
     final = np.array([r.final_loss for r in runs])
     diverged = np.array([r.status == "diverged" for r in runs])
