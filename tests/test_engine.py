@@ -138,6 +138,23 @@ def test_quadratic_centre_needs_no_least_squares_solve(ridge_problem):
     assert abs(result.suboptimality[-1] - true) <= 1e-6 * optimum.f_star
 
 
+def test_result_names_the_device_the_run_lives_on(ridge_problem):
+    from optiscale_jax.training.engine import default_device, device_description
+    third = jax.devices()[3]                      # conftest: 8 virtual CPU devices
+    with jax.default_device(third):
+        assert default_device() == third          # not jax.devices()[0]
+        assert device_description() == f"jax:cpu:{third.device_kind}"
+        result = run(ridge_problem, "sgd", hyperparams={"learning_rate": 0.1}, epochs=3)
+    assert result.device == f"jax:{third.platform}:{third.device_kind}"
+    with jax.default_device("cpu"):
+        assert default_device() == jax.devices("cpu")[0]
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+    sharded = jax.device_put(np.zeros((16, 2)), jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec("data")))
+    assert device_description({"X": sharded}) == f"jax:cpu:{third.device_kind} x8"
+    assert device_description(jax.device_put(np.zeros(2), third)) == device_description(None)
+
+
 def test_minibatch_order_is_a_seeded_permutation_cut_into_fixed_batches():
     plan = batch_plan(23, 5)
     assert (plan.n_full, plan.remainder, plan.steps_per_epoch) == (4, 3, 5)

@@ -282,16 +282,38 @@ def resolve_optimizer(optimizer: Any, hyperparams: dict[str, Any] | None
         "(with hyperparams={...}) or an optax.GradientTransformation")
 
 
-def device_description() -> str:
-    """The JAX default device, e.g. 'jax:cpu:cpu'."""
-    device = jax.devices()[0]
-    return f"jax:{device.platform}:{getattr(device, 'device_kind', device)}"
+def default_device() -> Any:
+    """The device JAX places new arrays on: `jax.default_device(...)`'s if set, else the first."""
+    chosen = jax.config.jax_default_device
+    if chosen is None:
+        return jax.devices()[0]
+    if isinstance(chosen, str):                       # a platform name, e.g. "cpu"
+        return jax.devices(chosen)[0]
+    return chosen
+
+
+def device_description(placed: Any = None) -> str:
+    """The device a run's arrays live on, e.g. 'jax:cpu:cpu' ('jax:cpu:cpu x8' when sharded).
+
+    `placed`: any pytree holding the run's device arrays (its first JAX array is read);
+    without one, the device JAX places new arrays on (`default_device()`).
+    """
+    arrays = [leaf for leaf in jax.tree.leaves(placed) if isinstance(leaf, jax.Array)]
+    devices = sorted(arrays[0].devices(), key=lambda d: d.id) if arrays else [default_device()]
+    device = devices[0]
+    label = f"jax:{device.platform}:{getattr(device, 'device_kind', device)}"
+    return label if len(devices) == 1 else f"{label} x{len(devices)}"
 
 
 def to_result(output: ProgramOutput, timed: Timed, *, f_star: float | None, tol: float,
               grad_tol: float | None, dtype: str, optimizer: str,
-              hyperparams: dict[str, Any], batch_size: int | None, seed: int) -> RunResult:
-    """A RunResult from one program's outputs (host copies)."""
+              hyperparams: dict[str, Any], batch_size: int | None, seed: int,
+              device: str | None = None) -> RunResult:
+    """A RunResult from one program's outputs (host copies).
+
+    `device`: the description of where the run's data lived; None reads it from
+    `output`'s arrays (`device_description(output)`).
+    """
     diverged_epoch = int(output.diverged_epoch)
     return make_result(
         params=output.params, initial_loss=float(output.initial_loss),
@@ -299,7 +321,8 @@ def to_result(output: ProgramOutput, timed: Timed, *, f_star: float | None, tol:
         train_loss=np.asarray(output.train_loss), grad_norm=np.asarray(output.grad_norm),
         diverged_epoch=diverged_epoch or None, f_star=f_star, tol=tol, grad_tol=grad_tol,
         compile_time_s=timed.compile_time_s, run_time_s=timed.run_time_s, backend="jax",
-        device=device_description(), dtype=dtype, optimizer=optimizer,
+        device=device if device is not None else device_description(output),
+        dtype=dtype, optimizer=optimizer,
         hyperparams=hyperparams, batch_size=batch_size, seed=seed)
 
 

@@ -20,7 +20,7 @@ from optiscale_jax.training import events
 from optiscale_jax.training.batching import batch_plan
 from optiscale_jax.training.engine import (
     ProgramOutput, Timed, build_program, canonical_dtype, cast_tree, execute, precision,
-    resolve_optimizer, to_result)
+    device_description, resolve_optimizer, to_result)
 from optiscale_jax.training.objectives import prepare
 from optiscale_jax.training.result import RunResult, jsonable
 from optiscale_jax.training.run import check_epochs, initial_params
@@ -148,6 +148,7 @@ def sweep(problem: Any, optimizer_name: str, *, learning_rates: Any, seeds: Any 
         events.emit("setup", setup_time_s)
         timed = execute(vmapped, params, prepared.data, seed_array, rate_array,
                         epochs=epochs, repeats=repeats)
+        device = device_description(timed.output)
         outputs = jax.tree.map(np.asarray, timed.output)
     runs = []
     for i, (rate, seed) in enumerate(zip(rates, seed_grid)):
@@ -155,7 +156,7 @@ def sweep(problem: Any, optimizer_name: str, *, learning_rates: Any, seeds: Any 
         result = to_result(lane, Timed(None, timed.compile_time_s, timed.run_time_s),
                            f_star=f_star, tol=tol, grad_tol=grad_tol, dtype=dtype_name,
                            optimizer=name, hyperparams={**full_hyper, "learning_rate": float(rate)},
-                           batch_size=batch_size, seed=int(seed))
+                           batch_size=batch_size, seed=int(seed), device=device)
         runs.append(dataclasses.replace(result, setup_time_s=setup_time_s,
                                         kernel=prepared.kernel))
     final = np.array([r.final_loss for r in runs])
