@@ -211,9 +211,9 @@ def test_estimator_epoch_times_add_up_to_total_within_5_percent():
     y = (X @ rng.standard_normal(256) + rng.standard_normal(16_000) > 0).astype(float)
     Adam(learning_rate=0.01, epochs=2).fit(X[:100], y[:100])     # first-call Python paths
     with OptimizerProfiler() as profiler:
-        Adam(learning_rate=0.01, epochs=400).fit(X, y)
+        Adam(learning_rate=0.01, epochs=600).fit(X, y)
     stats = profiler.get_stats()
-    assert stats["epochs"] == 400 and stats["setup_time"] > 0 and stats["compile_time"] > 0
+    assert stats["epochs"] == 600 and stats["setup_time"] > 0 and stats["compile_time"] > 0
     print(f"epochs {stats['epoch_time_sum']:.3f} s, total {stats['total_time']:.3f} s, "
           f"setup {stats['setup_time']:.3f} s, compile {stats['compile_time']:.3f} s")
     assert abs(stats["epoch_time_sum"] - stats["total_time"]) <= 0.05 * stats["total_time"]
