@@ -18,6 +18,10 @@ if "OPTISCALE_DATA_DIR" not in os.environ and _SHARED_DATA.is_dir():
     os.environ["OPTISCALE_DATA_DIR"] = str(_SHARED_DATA)
 # A cache private to this test session unless the caller chose one.
 os.environ.setdefault("OPTISCALE_CACHE_DIR", tempfile.mkdtemp(prefix="optiscale_test_cache_"))
+# README's command passes a relative path (../shared/data); tests that change directory,
+# subprocesses and notebook kernels (which start in notebooks/) need it absolute.
+for _variable in ("OPTISCALE_DATA_DIR", "OPTISCALE_CACHE_DIR"):
+    os.environ[_variable] = str(pathlib.Path(os.environ[_variable]).resolve())
 
 import pytest  # noqa: E402
 import threadpoolctl  # noqa: E402
