@@ -103,9 +103,10 @@ def test_track_arrays_numpy_and_sharded_jax():
 
 
 # ------------------------------------------------------------------ engine layout
-def _small_problem(kind: str, n: int, d: int, seed: int = 0):
+def _small_problem(kind: str, n: int, d: int, seed: int = 0, zero_columns: int = 0):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
+    X[:, :zero_columns] = 0.0   # blank features, like MNIST's border pixels
     if kind == "logistic":
         y = (rng.random(n) > 0.5).astype(float)
     elif kind == "softmax":
@@ -117,19 +118,22 @@ def _small_problem(kind: str, n: int, d: int, seed: int = 0):
 
 @pytest.mark.parametrize("kind,n,d,kernel", [
     ("logistic", 40, 6, "fused"), ("softmax", 40, 6, "fused"), ("least_squares", 40, 6, "quadratic"),
-    ("least_squares", 10, 30, "generic"), ("logistic", 40, 6, "generic")])
+    ("least_squares", 10, 30, "generic"), ("logistic", 40, 6, "generic"),
+    ("logistic", 40, 6, "fused_nonzero"), ("softmax", 40, 6, "fused_nonzero")])
 def test_engine_layout_matches_prepare(kind, n, d, kernel):
-    problem = _small_problem(kind, n, d)
+    problem = _small_problem(kind, n, d, zero_columns=2)
     prepared = prepare(problem, "float32", kernel)
     real = [(leaf.shape, leaf.dtype) for leaf in jax.tree_util.tree_leaves(prepared.data)]
     modelled = engine_device_arrays(problem, prepared.kernel, "float32")
     assert sorted(map(str, real)) == sorted(str((v.shape, v.dtype)) for v in modelled.values())
 
 
-def test_training_estimate_program_matches_engine_program():
+@pytest.mark.parametrize("zero_columns,kernel", [(0, "fused"), (3, "fused_nonzero")])
+def test_training_estimate_program_matches_engine_program(zero_columns, kernel):
     """The estimate's memory analysis is the one of the engine's real program on the real data."""
-    problem = _small_problem("logistic", 300, 20)
+    problem = _small_problem("logistic", 300, 20, zero_columns=zero_columns)
     estimate = estimate_training_memory(problem, "adam", epochs=7)
+    assert estimate["kernel"] == choose_kernel(problem) == kernel
     prepared = prepare(problem, "float32", choose_kernel(problem))
     _, _, factory = resolve_optimizer("adam", None)
     program = build_program(prepared.objective, lambda hyper: factory(), epochs=7,
@@ -143,8 +147,11 @@ def test_training_estimate_program_matches_engine_program():
     assert estimate["device_data_bytes"] == sum(
         leaf.nbytes for leaf in jax.tree_util.tree_leaves(prepared.data))
     # The program's arguments are the device data plus the parameters (and the uint32
-    # seed, which XLA drops when full-batch training leaves it unused).
-    rest = estimate["xla_argument_bytes"] - estimate["device_data_bytes"] - estimate["params_bytes"]
+    # seed, which XLA drops when full-batch training leaves it unused; full-batch
+    # fused_nonzero reads X_nonzero only, so XLA drops the unused full X too).
+    unused_x_bytes = prepared.data.X.nbytes if kernel == "fused_nonzero" else 0
+    rest = (estimate["xla_argument_bytes"] + unused_x_bytes - estimate["device_data_bytes"]
+            - estimate["params_bytes"])
     assert estimate["params_bytes"] == 20 * 4 and rest in (0, 4)
     assert estimate["state_bytes"] == real_state_bytes("adam", 20, jnp.float32)
     assert estimate["total_bytes"] == max(estimate["setup_peak_bytes"], estimate["run_peak_bytes"])

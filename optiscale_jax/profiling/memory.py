@@ -165,9 +165,10 @@ def engine_device_arrays(problem: Any, kernel: str, dtype: str) -> dict[str, jax
     """Shapes of the arrays ``training.objectives.prepare`` puts on the device.
 
     X (n, d) and y (n,) in ``dtype`` (softmax labels stay integers); the
-    "fused" kernel adds X^T (d, n); the "quadratic" kernel adds the Hessian
-    (d, d), w_ref and g_ref (d,) and f_ref (). A test checks this against
-    ``prepare``'s real output for every kernel.
+    "fused" kernel adds X^T (d, n); the "fused_nonzero" kernel adds the indices
+    of X's nonzero columns (d_nz,) int32 and those columns X_nonzero (n, d_nz);
+    the "quadratic" kernel adds the Hessian (d, d), w_ref and g_ref (d,) and
+    f_ref (). A test checks this against ``prepare``'s real output for every kernel.
     """
     n, d = problem.X.shape
     float_dtype = np.dtype(dtype)
@@ -179,6 +180,10 @@ def engine_device_arrays(problem: Any, kernel: str, dtype: str) -> dict[str, jax
               "y": jax.ShapeDtypeStruct((n,), label_dtype)}
     if kernel == "fused":
         arrays["X^T"] = jax.ShapeDtypeStruct((d, n), float_dtype)
+    elif kernel == "fused_nonzero":
+        d_nonzero = _n_nonzero_columns(problem)
+        arrays["columns"] = jax.ShapeDtypeStruct((d_nonzero,), np.dtype(np.int32))
+        arrays["X_nonzero"] = jax.ShapeDtypeStruct((n, d_nonzero), float_dtype)
     elif kernel == "quadratic":
         arrays.update({"hessian": jax.ShapeDtypeStruct((d, d), float_dtype),
                        "w_ref": jax.ShapeDtypeStruct((d,), float_dtype),
@@ -187,11 +192,21 @@ def engine_device_arrays(problem: Any, kernel: str, dtype: str) -> dict[str, jax
     return arrays
 
 
+def _n_nonzero_columns(problem: Any) -> int:
+    """How many columns of X ``training.objectives.nonzero_columns`` keeps."""
+    from optiscale_jax.training.objectives import nonzero_columns  # noqa: PLC0415
+
+    return int(nonzero_columns(problem.X).size)
+
+
 def _host_extra_bytes(problem: Any, kernel: str, dtype: str) -> int:
     """Bytes of the host arrays ``prepare`` derives before the transfer."""
     n, d = problem.X.shape
     if kernel == "fused":
         return n * d * np.dtype(dtype).itemsize          # np.ascontiguousarray(X.T, dtype)
+    if kernel == "fused_nonzero":                          # X[:, columns] in X's own dtype
+        d_nonzero = _n_nonzero_columns(problem)
+        return n * d_nonzero * np.asarray(problem.X).itemsize + 4 * d_nonzero
     if kernel == "quadratic":
         return (d * d + 2 * d + 1) * 8                   # hessian, w_ref, g_ref, f_ref
     return 0
@@ -273,7 +288,7 @@ def estimate_training_memory(problem: Any, optimizer_type: Any = "adam", *, epoc
         extra_keys = [key for key in device_arrays if key not in ("X", "y")]
         if chosen == "fused":
             extra: Any = device_arrays["X^T"]
-        elif chosen == "quadratic":
+        elif chosen in ("quadratic", "fused_nonzero"):
             extra = {key: device_arrays[key] for key in extra_keys}
         else:
             extra = ()

@@ -8,7 +8,7 @@ precomputation, chosen for speed:
 - "fused" (logistic, softmax): one pass z = X w, then the gradient as X^T r with
   X^T stored once in row-major layout (a contiguous matrix-vector product; XLA's
   CPU `X.T @ r` on the original layout can be several times slower).
-- "fused_nonzero" (logistic, softmax; opt-in, worth it when some column of X is zero
+- "fused_nonzero" (logistic, softmax; "auto" picks it when some column of X is zero
   in every row, e.g. MNIST's 116 blank pixels): the same two passes over only the
   nonzero columns, X_nz = X[:, nz]: z = X_nz w[nz], grad[nz] = r^T X_nz / n, and
   grad = l2 w on the zero columns (their data gradient is exactly 0). Fewer bytes read
@@ -174,8 +174,13 @@ def choose_kernel(problem: Any, kernel: str = "auto") -> str:
         d <= n // 2 and d <= QUADRATIC_MAX_FEATURES
     fused_ok = problem.kind in ("logistic", "softmax")
     if kernel == "auto":
-        # "fused_nonzero" is opt-in until profiling's memory model knows its layout.
-        return "quadratic" if quadratic_ok else "fused" if fused_ok else "generic"
+        if quadratic_ok:
+            return "quadratic"
+        if fused_ok:
+            # Skipping all-zero columns is exact and saves their share of both passes
+            # (MNIST: 116 of 784 pixels are blank in every image).
+            return "fused_nonzero" if nonzero_columns(problem.X).size < d else "fused"
+        return "generic"
     if kernel == "quadratic" and not quadratic_ok:
         raise ValueError(
             f"kernel='quadratic' needs a least_squares/ridge problem with d <= n/2 and "
