@@ -269,7 +269,10 @@ def test_spec_custom_benchmark_example(tmp_path, monkeypatch, quick_run):
     logits = np.asarray(X_test, np.float64) @ np.asarray(rerun.params, np.float64)
     error = np.mean((logits >= 0) != (np.asarray(y_test) == 1))
     assert math.isclose(adam["test_error"], error, abs_tol=1e-12)
-    assert rerun.final_loss == adam["final_loss"]
+    assert rerun.final_loss == adam["final_loss_recorded"]
+    problem = make_problem("logistic", X_train, y_train, 1e-4)
+    exact = problem.loss(np.asarray(rerun.params, np.float64), problem.X, problem.y, xp=np)
+    assert math.isclose(adam["final_loss"], float(exact), rel_tol=1e-12)
 
 
 def test_tune_runs_a_grid_sweep_and_reports_the_best_rate(tmp_path):

@@ -188,11 +188,13 @@ def render_report(data: Mapping[str, Any], results_name: str,
         "",
         "How to read it: *Time* is the run itself, blocking on device work, compile "
         "excluded (*Compile* is on its own); *Final loss* is the training objective "
-        "(L2 term included) after the last epoch; *Rel. subopt.* is "
+        "(L2 term included) at the parameters after the last epoch, evaluated in float64 "
+        "(the run's own value in its dtype is `final_loss_recorded` in the JSON); "
+        "*Rel. subopt.* is "
         "(f - f*) / |f*| with f* the exact optimum solved in float64; *Epochs to* "
         "counts epochs until the relative suboptimality first reached 1e-2 / 1e-4 / "
-        "1e-6 (- = never); *Status* is `converged` when the final relative "
-        "suboptimality is <= 1e-6, `max_epochs` otherwise, `diverged` when the loss "
+        "1e-6 (- = never); *Status* is `converged` when the run's own final relative "
+        "suboptimality (in its dtype) is <= 1e-6, `max_epochs` otherwise, `diverged` when the loss "
         "became non-finite or blew up (parameters frozen), `failed` when the run "
         "raised (message below). Test error is the misclassification rate on the "
         "held-out split; Test MSE the mean squared error there.",
