@@ -99,10 +99,10 @@ def test_numpy_backend_matches_the_engine(regression_data):
 
 
 @pytest.mark.parametrize("X,y,match", [
-    (np.ones((5, 2)), np.ones(4), "5 samples but y has 4"),
+    (np.ones((5, 2)), np.ones(4), "y has 4 entries but X has 5 rows"),
     (np.ones((0, 2)), np.ones(0), "empty"),
     (np.ones(5), np.ones(5), "2-D"),
-    (np.array([[1.0, np.nan], [0.0, 1.0]]), np.ones(2), "NaN/Inf"),
+    (np.array([[1.0, np.nan], [0.0, 1.0]]), np.ones(2), r"NaN/Inf\), first at X\[0, 1\]"),
     (np.ones((2, 2)), np.array([1.0, np.inf]), "NaN/Inf"),
 ])
 def test_fit_rejects_bad_data(X, y, match):

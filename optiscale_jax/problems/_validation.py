@@ -33,41 +33,54 @@ def check_l2(kind: str, l2: Any) -> float:
     return value
 
 
-def check_X(X: Any) -> np.ndarray:
+def finite_matrix(X: Any, name: str = "X", copy: bool = False) -> np.ndarray:
+    """X as a finite float64 (n, d) array with n, d >= 1 (a copy when `copy`)."""
     try:
-        arr = np.array(X, dtype=np.float64, order="C", copy=True)  # the Problem owns its data
+        arr = np.array(X, dtype=np.float64, order="C", copy=copy or None)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"X must be a numeric 2-D array (n_samples, n_features): {err}") from None
+        raise ValueError(f"{name} must be a numeric 2-D array (n_samples, n_features); could not "
+                         f"convert it ({err})") from None
     if arr.ndim != 2:
-        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {arr.shape}; "
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}; "
                          "reshape a single feature with X.reshape(-1, 1)")
     if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"X must have at least one row and one column, got shape {arr.shape}")
+        raise ValueError(f"{name} is empty (shape {arr.shape}); it needs at least one row "
+                         "(sample) and one column (feature)")
     bad = ~np.isfinite(arr)
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise ValueError(f"X contains {int(bad.sum())} non-finite value(s) (NaN or Inf), first at "
-                         f"X[{i}, {j}] = {arr[i, j]}; drop or impute those entries first")
+        raise ValueError(f"{name} contains {int(bad.sum())} non-finite value(s) (NaN/Inf), first "
+                         f"at {name}[{i}, {j}] = {arr[i, j]}; drop or impute those entries first")
     return arr
 
 
-def check_y(kind: str, y: Any, n_samples: int, n_classes: int | None) -> tuple[np.ndarray, int | None]:
+def finite_vector(y: Any, n_samples: int, name: str = "y") -> np.ndarray:
+    """y as a finite float64 1-D array with one entry per row of X ((n, 1) is flattened)."""
     arr = np.asarray(y)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
-        raise ValueError(f"y must be 1-D with one entry per row of X, got shape {arr.shape}")
+        raise ValueError(f"{name} must be 1-D with one entry per row of X, got shape {arr.shape}")
     if arr.shape[0] != n_samples:
-        raise ValueError(f"y has {arr.shape[0]} entries but X has {n_samples} rows; "
-                         "they must match")
+        raise ValueError(f"{name} has {arr.shape[0]} entries but X has {n_samples} rows "
+                         f"(samples); pass one target per row of X")
     if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
-        raise ValueError(f"y must be numeric, got dtype {arr.dtype}")
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
     y64 = np.array(arr, dtype=np.float64, copy=True)
     bad = ~np.isfinite(y64)
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"y contains {int(bad.sum())} non-finite value(s) (NaN or Inf), first at "
-                         f"y[{i}] = {y64[i]}; drop or impute those entries first")
+        raise ValueError(f"{name} contains {int(bad.sum())} non-finite value(s) (NaN/Inf), first "
+                         f"at {name}[{i}] = {y64[i]}; drop or impute those entries first")
+    return y64
+
+
+def check_X(X: Any) -> np.ndarray:
+    return finite_matrix(X, copy=True)  # the Problem owns its data
+
+
+def check_y(kind: str, y: Any, n_samples: int, n_classes: int | None) -> tuple[np.ndarray, int | None]:
+    y64 = finite_vector(y, n_samples)
     if kind in ("least_squares", "ridge"):
         if n_classes is not None:
             raise ValueError(f"n_classes={n_classes!r} only applies to kind='softmax'")

@@ -6,51 +6,20 @@ from typing import Any
 
 import numpy as np
 
+from optiscale_jax.problems._validation import finite_matrix, finite_vector
+
 LOSSES: tuple[str, ...] = ("auto", "least_squares", "logistic", "softmax")
 BACKENDS: tuple[str, ...] = ("jax", "numpy", "cupy")
 
 
 def check_features(X: Any, name: str = "X") -> np.ndarray:
-    """X as a finite float64 (n, d) array with n >= 1 and d >= 1."""
-    try:
-        array = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be a numeric (n_samples, n_features) array; "
-                         f"could not convert it ({error})") from error
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features); got shape {array.shape}. "
-                         "Reshape a single feature with X.reshape(-1, 1)")
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {array.shape}); pass at least one sample "
-                         "and one feature")
-    bad = ~np.isfinite(array)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise ValueError(f"{name} contains {int(bad.sum())} NaN/Inf value(s), first at "
-                         f"[{row}, {col}] = {array[row, col]}; remove or impute them before fit")
-    return array
+    """X as a finite float64 (n, d) array with n >= 1 and d >= 1 (the problems' check)."""
+    return finite_matrix(X, name)
 
 
 def check_targets(y: Any, n_samples: int, name: str = "y") -> np.ndarray:
-    """y as a finite 1-D array with one entry per sample."""
-    try:
-        array = np.asarray(y, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be a numeric 1-D array; could not convert it "
-                         f"({error})") from error
-    if array.ndim == 2 and array.shape[1] == 1:
-        array = array[:, 0]
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D with one target per sample; got shape {array.shape}")
-    if array.shape[0] != n_samples:
-        raise ValueError(f"X has {n_samples} samples but {name} has {array.shape[0]}; pass one "
-                         "target per row of X")
-    bad = ~np.isfinite(array)
-    if bad.any():
-        index = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name} contains {int(bad.sum())} NaN/Inf value(s), first at "
-                         f"[{index}] = {array[index]}; remove those samples before fit")
-    return array
+    """y as a finite 1-D float64 array with one entry per sample (the problems' check)."""
+    return finite_vector(y, n_samples, name)
 
 
 def is_binary(y: np.ndarray) -> bool:
