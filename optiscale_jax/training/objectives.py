@@ -27,7 +27,7 @@ Mini-batch steps always use the Problem's own loss/gradient on the gathered rows
 from __future__ import annotations
 
 import time
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -64,12 +64,30 @@ def _l2_terms(w: jax.Array, l2: float) -> tuple[jax.Array, jax.Array]:
     return 0.5 * l2 * jnp.sum(w * w), l2 * w
 
 
-def _fused_logistic(problem: Any) -> Objective:
+def _logistic_pieces(z: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean logistic loss of the margins z = X w and the residual sigmoid(z) - y."""
+    y = labels.astype(z.dtype)
+    loss = jnp.mean(jnp.logaddexp(0.0, z) - y * z)
+    return loss, 0.5 * (1.0 + jnp.tanh(0.5 * z)) - y
+
+
+def _softmax_pieces(z: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean cross-entropy of the logits z = X W (n, k) and the residual softmax(z) - onehot(y)."""
+    log_p = jax.nn.log_softmax(z, axis=1)
+    onehot = jax.nn.one_hot(labels, z.shape[1], dtype=z.dtype)
+    return -jnp.sum(onehot * log_p) / z.shape[0], jnp.exp(log_p) - onehot
+
+
+def _pieces(problem: Any) -> Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
+    return _logistic_pieces if problem.kind == "logistic" else _softmax_pieces
+
+
+def _fused(problem: Any) -> Objective:
+    """Loss from one pass z = X w; gradient X^T r / n with X^T stored once (`data.extra`)."""
+    pieces = _pieces(problem)
+
     def full(w: jax.Array, data: TrainData) -> tuple[jax.Array, jax.Array]:
-        z = data.X @ w
-        y = data.y.astype(z.dtype)
-        loss = jnp.mean(jnp.logaddexp(0.0, z) - y * z)
-        residual = 0.5 * (1.0 + jnp.tanh(0.5 * z)) - y
+        loss, residual = pieces(data.X @ w, data.y)
         grad = (data.extra @ residual) / data.X.shape[0]
         l2_loss, l2_grad = _l2_terms(w, problem.l2)
         return loss + l2_loss, grad + l2_grad
@@ -77,43 +95,17 @@ def _fused_logistic(problem: Any) -> Objective:
     return Objective(_generic(problem).batch_value_and_grad, full)
 
 
-def _fused_softmax(problem: Any) -> Objective:
-    def full(W: jax.Array, data: TrainData) -> tuple[jax.Array, jax.Array]:
-        z = data.X @ W
-        log_p = jax.nn.log_softmax(z, axis=1)
-        onehot = jax.nn.one_hot(data.y, W.shape[1], dtype=z.dtype)
-        loss = -jnp.sum(onehot * log_p) / data.X.shape[0]
-        grad = (data.extra @ (jnp.exp(log_p) - onehot)) / data.X.shape[0]
-        l2_loss, l2_grad = _l2_terms(W, problem.l2)
-        return loss + l2_loss, grad + l2_grad
+def _fused_nonzero(problem: Any) -> Objective:
+    """As `_fused` over the columns of X that are not all zero; the others' data gradient is 0."""
+    pieces = _pieces(problem)
 
-    return Objective(_generic(problem).batch_value_and_grad, full)
-
-
-def _nonzero_logistic(problem: Any) -> Objective:
     def full(w: jax.Array, data: TrainData) -> tuple[jax.Array, jax.Array]:
         columns, X_nonzero = data.extra["columns"], data.extra["X_nonzero"]
-        z = X_nonzero @ w[columns]
-        y = data.y.astype(z.dtype)
-        loss = jnp.mean(jnp.logaddexp(0.0, z) - y * z)
-        residual = 0.5 * (1.0 + jnp.tanh(0.5 * z)) - y
-        grad = jnp.zeros_like(w).at[columns].set((residual @ X_nonzero) / data.X.shape[0])
+        loss, residual = pieces(X_nonzero @ w[columns], data.y)
+        # r @ X for a vector residual (no transpose materialised); X^T R for a matrix one.
+        data_grad = residual @ X_nonzero if residual.ndim == 1 else X_nonzero.T @ residual
+        grad = jnp.zeros_like(w).at[columns].set(data_grad / data.X.shape[0])
         l2_loss, l2_grad = _l2_terms(w, problem.l2)
-        return loss + l2_loss, grad + l2_grad
-
-    return Objective(_generic(problem).batch_value_and_grad, full)
-
-
-def _nonzero_softmax(problem: Any) -> Objective:
-    def full(W: jax.Array, data: TrainData) -> tuple[jax.Array, jax.Array]:
-        columns, X_nonzero = data.extra["columns"], data.extra["X_nonzero"]
-        z = X_nonzero @ W[columns]
-        log_p = jax.nn.log_softmax(z, axis=1)
-        onehot = jax.nn.one_hot(data.y, W.shape[1], dtype=z.dtype)
-        loss = -jnp.sum(onehot * log_p) / data.X.shape[0]
-        data_grad = (X_nonzero.T @ (jnp.exp(log_p) - onehot)) / data.X.shape[0]
-        grad = jnp.zeros_like(W).at[columns].set(data_grad)
-        l2_loss, l2_grad = _l2_terms(W, problem.l2)
         return loss + l2_loss, grad + l2_grad
 
     return Objective(_generic(problem).batch_value_and_grad, full)
@@ -209,12 +201,11 @@ def prepare(problem: Any, dtype: str, kernel: str = "auto") -> PreparedObjective
         objective = _quadratic(problem)
     elif chosen == "fused":
         extra = np.ascontiguousarray(X.T, dtype=dtype)     # one copy, already cast
-        objective = _fused_logistic(problem) if problem.kind == "logistic" else _fused_softmax(problem)
+        objective = _fused(problem)
     elif chosen == "fused_nonzero":
         columns = nonzero_columns(X)
         extra = {"columns": columns, "X_nonzero": np.ascontiguousarray(X[:, columns])}
-        objective = (_nonzero_logistic(problem) if problem.kind == "logistic"
-                     else _nonzero_softmax(problem))
+        objective = _fused_nonzero(problem)
     else:
         objective = _generic(problem)
     data = jax.block_until_ready(TrainData(cast_tree(X, dtype), jnp.asarray(y),
