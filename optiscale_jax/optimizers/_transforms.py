@@ -61,12 +61,16 @@ def _tree_map(fn: Callable, *trees: Any) -> Any:
                         *trees, is_leaf=lambda x: x is None)
 
 
-def _split(tuples: Any, like: Any, n: int) -> tuple[Any, ...]:
-    """Split a tree (shaped like `like`) whose leaves are n-tuples into n trees."""
-    structure = jax.tree.structure(like, is_leaf=lambda x: x is None)
-    leaves = structure.flatten_up_to(tuples)
-    return tuple(structure.unflatten([None if leaf is None else leaf[i] for leaf in leaves])
-                 for i in range(n))
+def _leafwise(rule: Callable, n_out: int, updates: Any, *states: Any) -> tuple[Any, ...]:
+    """Apply `rule(g, *state_leaves) -> n_out-tuple` leaf by leaf; return n_out trees.
+
+    Trees have the structure of `updates`; None leaves (frozen parameters) stay None.
+    """
+    structure = jax.tree.structure(updates, is_leaf=lambda x: x is None)
+    leaves = [structure.flatten_up_to(tree) for tree in (updates, *states)]
+    results = [None if leaf[0] is None else rule(*leaf) for leaf in zip(*leaves)]
+    return tuple(structure.unflatten([None if r is None else r[i] for r in results])
+                 for i in range(n_out))
 
 
 def _zeros_like(params: Any, xp: Any) -> Any:
@@ -92,9 +96,8 @@ def scale_by_momentum(decay: Any = 0.9, nesterov: bool = False, *,
 
     def update_fn(updates, state, params=None):
         del params
-        pairs = _tree_map(lambda g, m: _rules.momentum_direction(g, m, decay, nesterov),
-                          updates, state.trace)
-        direction, trace = _split(pairs, updates, 2)
+        direction, trace = _leafwise(
+            lambda g, m: _rules.momentum_direction(g, m, decay, nesterov), 2, updates, state.trace)
         return direction, TraceState(trace=trace)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -112,11 +115,10 @@ def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any
     def update_fn(updates, state, params=None):
         del params
         step = _increment(state.count, xp)
-        triples = _tree_map(
+        direction, mu, nu = _leafwise(
             lambda g, m, v: _rules.adam_direction(g, m, v, step, b1, b2, eps, eps_root,
                                                   nesterov, xp),
-            updates, state.mu, state.nu)
-        direction, mu, nu = _split(triples, updates, 3)
+            3, updates, state.mu, state.nu)
         return direction, ScaleByAdamState(count=step, mu=mu, nu=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -132,9 +134,8 @@ def scale_by_rms(decay: Any = 0.9, eps: Any = 1e-8, *,
 
     def update_fn(updates, state, params=None):
         del params
-        pairs = _tree_map(lambda g, v: _rules.rms_direction(g, v, decay, eps, xp),
-                          updates, state.nu)
-        direction, nu = _split(pairs, updates, 2)
+        direction, nu = _leafwise(lambda g, v: _rules.rms_direction(g, v, decay, eps, xp),
+                                  2, updates, state.nu)
         return direction, ScaleByRmsState(nu=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -151,9 +152,8 @@ def scale_by_adagrad(initial_accumulator_value: Any = 0.1, eps: Any = 1e-7, *,
 
     def update_fn(updates, state, params=None):
         del params
-        pairs = _tree_map(lambda g, s: _rules.adagrad_direction(g, s, eps, xp),
-                          updates, state.sum_of_squares)
-        direction, sums = _split(pairs, updates, 2)
+        direction, sums = _leafwise(lambda g, s: _rules.adagrad_direction(g, s, eps, xp),
+                                    2, updates, state.sum_of_squares)
         return direction, ScaleByAdagradState(sum_of_squares=sums)
 
     return optax.GradientTransformation(init_fn, update_fn)
