@@ -37,16 +37,11 @@ EPOCHS = 1000
 
 def gpu_device(dry_run: bool) -> Any:
     """The first JAX GPU, or None in a dry run; exits 2 with the reason otherwise."""
-    import jax
+    from optiscale_jax.profiling import first_gpu
 
-    try:
-        devices = jax.devices("gpu")
-    except RuntimeError as error:
-        devices, why = [], str(error)
-    else:
-        why = "jax.devices('gpu') is empty"
-    if devices:
-        return devices[0]
+    device, why = first_gpu()
+    if device is not None:
+        return device
     if dry_run:
         print(f"[dry run] no GPU: {why}")
         return None

@@ -20,7 +20,8 @@ import pytest
 from optiscale_jax import training
 from optiscale_jax.backends import backend_available
 from optiscale_jax.problems import make_problem
-from optiscale_jax.profiling import GPUMonitor, MemoryTracker, OptimizerProfiler, SpeedBenchmark
+from optiscale_jax.profiling import (
+    GPUMonitor, MemoryTracker, OptimizerProfiler, SpeedBenchmark, first_gpu)
 
 pytestmark = pytest.mark.gpu
 MIB = 2**20
@@ -29,18 +30,13 @@ MIB = 2**20
 @pytest.fixture(scope="module")
 def gpu():
     """The first JAX GPU device."""
-    try:
-        devices = jax.devices("gpu")
-    except RuntimeError as error:
-        devices, why = [], str(error)
-    else:
-        why = "jax.devices('gpu') is empty"
-    if not devices:
+    device, why = first_gpu()
+    if device is None:
         message = f"no GPU visible to JAX ({why}); install jax[cuda12] on a machine with a GPU"
         if os.environ.get("OPTISCALE_REQUIRE_GPU") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    return devices[0]
+    return device
 
 
 def _busy(gpu, seconds: float) -> int:

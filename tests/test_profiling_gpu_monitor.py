@@ -212,3 +212,15 @@ def test_fake_nvml_failures_become_reasons(monkeypatch, kwargs, device_id, expec
     assert monitor.record() is None and monitor.get_stats()["n_samples"] == 0
     if kwargs.get("n_devices"):
         assert fake.calls["shutdown"] == 1              # NVML released after a bad index
+
+
+def test_first_gpu_says_why_there_is_none_here():
+    import jax
+
+    from optiscale_jax.profiling import first_gpu
+
+    device, why = first_gpu()
+    if jax.default_backend() == "gpu":
+        assert device is not None and why == ""
+    else:
+        assert device is None and "gpu" in why.lower()

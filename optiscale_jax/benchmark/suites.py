@@ -188,30 +188,28 @@ SUITE_OPTIMIZERS = {"quick": ("sgd", "adam"), "default": DEFAULT_OPTIMIZERS,
                     "full": DEFAULT_OPTIMIZERS}
 
 
+def _check_choices(values: Sequence[str], choices: Sequence[str], what: str) -> list[str]:
+    """Stripped, non-empty values, all in `choices`; ValueError naming the bad ones."""
+    values = [v.strip() for v in values if v.strip()]
+    unknown = [v for v in values if v not in choices]
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {', '.join(map(repr, unknown))}; choose from: "
+                         f"{', '.join(choices)}")
+    if not values:
+        raise ValueError(f"no {what} selected; choose from: {', '.join(choices)}")
+    return values
+
+
 def check_datasets(keys: Sequence[str]) -> list[str]:
     """The keys, validated; ValueError naming the bad ones and listing the choices."""
-    keys = [k.strip() for k in keys if k.strip()]
-    unknown = [k for k in keys if k not in DATASETS]
-    if unknown:
-        raise ValueError(f"unknown dataset(s) {', '.join(map(repr, unknown))}; choose from: "
-                         f"{', '.join(DATASETS)}")
-    if not keys:
-        raise ValueError(f"no dataset selected; choose from: {', '.join(DATASETS)}")
-    return keys
+    return _check_choices(keys, list(DATASETS), "dataset")
 
 
 def check_optimizers(names: Sequence[str]) -> list[str]:
     """Lower-cased optimizer names, validated against ``OPTIMIZER_NAMES``."""
     from optiscale_jax.optimizers import OPTIMIZER_NAMES
 
-    names = [n.strip().lower() for n in names if n.strip()]
-    unknown = [n for n in names if n not in OPTIMIZER_NAMES]
-    if unknown:
-        raise ValueError(f"unknown optimizer(s) {', '.join(map(repr, unknown))}; choose from: "
-                         f"{', '.join(OPTIMIZER_NAMES)}")
-    if not names:
-        raise ValueError(f"no optimizer selected; choose from: {', '.join(OPTIMIZER_NAMES)}")
-    return names
+    return _check_choices([n.lower() for n in names], OPTIMIZER_NAMES, "optimizer")
 
 
 def starting_configs(optimizers: Sequence[str], smoothness: float) -> dict[str, dict[str, Any]]:

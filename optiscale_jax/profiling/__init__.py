@@ -6,6 +6,7 @@
     >>> profiler.get_stats()["avg_epoch_time"]
 """
 
+from optiscale_jax.profiling._device_memory import first_gpu
 from optiscale_jax.profiling.gpu_monitor import GPUMonitor, GPUSample, integrate_power_j
 from optiscale_jax.profiling.memory import (
     ArrayRecord, MemoryTracker, array_record, engine_device_arrays, estimate_optimizer_memory,
@@ -16,6 +17,6 @@ from optiscale_jax.profiling.speed import SpeedBenchmark, summarize_times
 __all__ = [
     "ArrayRecord", "GPUMonitor", "GPUSample", "MemoryTracker", "OptimizerProfiler",
     "SpeedBenchmark", "array_record", "engine_device_arrays", "estimate_optimizer_memory",
-    "estimate_training_memory", "integrate_power_j", "optimizer_state_shapes",
+    "estimate_training_memory", "first_gpu", "integrate_power_j", "optimizer_state_shapes",
     "summarize_times", "tree_bytes",
 ]

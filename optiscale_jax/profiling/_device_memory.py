@@ -51,3 +51,14 @@ def device_memory(devices: list[jax.Device] | None = None) -> list[DeviceMemory]
             bytes_limit=int(stats.get("bytes_limit", 0)),
         ))
     return readings
+
+
+def first_gpu() -> tuple[jax.Device | None, str]:
+    """(the first GPU JAX sees, "") or (None, why there is none)."""
+    try:
+        devices = jax.devices("gpu")
+    except RuntimeError as error:
+        return None, str(error)
+    if not devices:
+        return None, "jax.devices('gpu') is empty"
+    return devices[0], ""
