@@ -20,13 +20,14 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-from absl import app, flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import app, flags
 
 from optiscale_jax.datasets import load_california_housing, load_mnist
 from optiscale_jax.problems import make_problem

@@ -25,6 +25,7 @@ import sys
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
 import argparse  # noqa: E402  (argparse, not absl: no global flag registry shared with
+
                  # experiments.large_scale, so both can be imported in one process)
 
 

@@ -8,8 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from optiscale_jax.backends import (
-    BACKEND_NAMES, BackendUnavailableError, backend_available, get_backend)
+from optiscale_jax.backends import BACKEND_NAMES, BackendUnavailableError, backend_available, get_backend
 
 
 def test_unknown_backend_names_the_choices():

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from optiscale_jax.benchmark.identity import (
-    RunSpec, canonical_json, data_fingerprint, derive_seed, run_identity)
+    RunSpec,
+    canonical_json,
+    data_fingerprint,
+    derive_seed,
+    run_identity,
+)
 
 
 def _spec(**changes):

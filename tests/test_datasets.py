@@ -9,11 +9,16 @@ import tarfile
 
 import numpy as np
 import pytest
-import threadpoolctl
 import scipy.linalg
+import threadpoolctl
 
-from optiscale_jax.datasets import (DataFileError, load_california_housing, load_mnist,
-                                    metadata_from_singular_values, spectral_metadata)
+from optiscale_jax.datasets import (
+    DataFileError,
+    load_california_housing,
+    load_mnist,
+    metadata_from_singular_values,
+    spectral_metadata,
+)
 from optiscale_jax.datasets._download import MNIST_FILES, verify
 from optiscale_jax.datasets._idx import read_bytes
 

@@ -5,11 +5,14 @@ import tracemalloc
 import numpy as np
 import psutil
 import pytest
-import threadpoolctl
 import scipy.linalg
+import threadpoolctl
 
-from optiscale_jax.datasets import (generate_extreme_condition_data, generate_highdim_regression,
-                                    hessian_spectrum)
+from optiscale_jax.datasets import (
+    generate_extreme_condition_data,
+    generate_highdim_regression,
+    hessian_spectrum,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 
 from optiscale_jax.training import (
-    SGD, Adagrad, Adam, AdamW, JAXOptimizer, Momentum, Nesterov, RMSProp, events)
+    SGD,
+    Adagrad,
+    Adam,
+    AdamW,
+    JAXOptimizer,
+    Momentum,
+    Nesterov,
+    RMSProp,
+    events,
+)
 
 ALL = [SGD, Momentum, Nesterov, Adam, AdamW, RMSProp, Adagrad]
 

@@ -20,8 +20,7 @@ import pytest
 from optiscale_jax import training
 from optiscale_jax.backends import backend_available
 from optiscale_jax.problems import make_problem
-from optiscale_jax.profiling import (
-    GPUMonitor, MemoryTracker, OptimizerProfiler, SpeedBenchmark, first_gpu)
+from optiscale_jax.profiling import GPUMonitor, MemoryTracker, OptimizerProfiler, SpeedBenchmark, first_gpu
 
 pytestmark = pytest.mark.gpu
 MIB = 2**20

@@ -14,8 +14,17 @@ import pytest
 
 from optiscale_jax.datasets import load_mnist
 from optiscale_jax.parallel import (
-    STRATEGIES, MLPSpec, ParallelTrainer, bubble_fraction, init_mlp_params, make_layout,
-    make_loss, measure_bubble_fraction, mlp_loss, train)
+    STRATEGIES,
+    MLPSpec,
+    ParallelTrainer,
+    bubble_fraction,
+    init_mlp_params,
+    make_layout,
+    make_loss,
+    measure_bubble_fraction,
+    mlp_loss,
+    train,
+)
 from optiscale_jax.problems import make_problem
 from optiscale_jax.training import run
 

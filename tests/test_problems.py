@@ -9,12 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import threadpoolctl
 import scipy.optimize
+import threadpoolctl
 from sklearn.linear_model import LogisticRegression
 
-from optiscale_jax.problems import PROBLEM_KINDS, Optimum, Problem, make_problem
-from optiscale_jax.problems import _solvers
+from optiscale_jax.problems import PROBLEM_KINDS, Optimum, Problem, _solvers, make_problem
 
 
 @pytest.fixture(autouse=True, scope="module")

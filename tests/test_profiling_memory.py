@@ -19,7 +19,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from optiscale_jax.optimizers import get_optimizer
 from optiscale_jax.problems import make_problem
 from optiscale_jax.profiling import (
-    MemoryTracker, engine_device_arrays, estimate_optimizer_memory, estimate_training_memory)
+    MemoryTracker,
+    engine_device_arrays,
+    estimate_optimizer_memory,
+    estimate_training_memory,
+)
 from optiscale_jax.training import batch_plan, build_program
 from optiscale_jax.training.engine import resolve_optimizer
 from optiscale_jax.training.objectives import choose_kernel, prepare

@@ -13,8 +13,7 @@ import pytest
 
 from optiscale_jax import training
 from optiscale_jax.problems import make_problem
-from optiscale_jax.profiling import OptimizerProfiler
-from optiscale_jax.profiling import _host_memory
+from optiscale_jax.profiling import OptimizerProfiler, _host_memory
 
 MIB = 2**20
 

@@ -10,7 +10,12 @@ runs).
 """
 
 from optiscale_jax.benchmark.campaign import (
-    CampaignPlan, CampaignSummary, plan_campaign, rebuild_report, run_campaign)
+    CampaignPlan,
+    CampaignSummary,
+    plan_campaign,
+    rebuild_report,
+    run_campaign,
+)
 from optiscale_jax.benchmark.environment import environment_record
 from optiscale_jax.benchmark.identity import RunSpec, data_fingerprint, derive_seed, run_identity
 from optiscale_jax.benchmark.progress import ProgressReporter

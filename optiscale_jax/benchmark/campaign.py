@@ -21,8 +21,14 @@ from optiscale_jax.benchmark.progress import ProgressReporter, format_duration
 from optiscale_jax.benchmark.report import write_report
 from optiscale_jax.benchmark.runner import BACKENDS, DTYPES, RESULTS_FILENAME, LargeScaleBenchmark
 from optiscale_jax.benchmark.suites import (
-    DATASETS, SUITE_OPTIMIZERS, SUITES, SuiteEntry, check_datasets, check_optimizers,
-    starting_configs)
+    DATASETS,
+    SUITE_OPTIMIZERS,
+    SUITES,
+    SuiteEntry,
+    check_datasets,
+    check_optimizers,
+    starting_configs,
+)
 
 __all__ = ["CampaignPlan", "CampaignSummary", "plan_campaign", "rebuild_report", "run_campaign"]
 

@@ -39,8 +39,7 @@ import numpy as np
 
 from optiscale_jax.benchmark.environment import environment_record
 from optiscale_jax.benchmark.identity import RunSpec, data_fingerprint, derive_seed, run_identity
-from optiscale_jax.benchmark.metrics import (
-    classification_accuracy, downsample_indices, mean_squared_error)
+from optiscale_jax.benchmark.metrics import classification_accuracy, downsample_indices, mean_squared_error
 from optiscale_jax.benchmark.progress import ProgressReporter
 from optiscale_jax.benchmark.report import REPORT_FILENAME, write_report
 from optiscale_jax.benchmark.store import ResultsStore, atomic_write_json, utc_now

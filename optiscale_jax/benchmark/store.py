@@ -29,7 +29,6 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-
 from optiscale_jax.benchmark.identity import canonical_json, to_json_value
 
 __all__ = [
@@ -46,7 +45,7 @@ _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 def utc_now() -> str:
     """The current UTC time, ISO 8601 with microseconds."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
 
 
 def _decode(value: Any) -> Any:

@@ -17,10 +17,17 @@ import pathlib
 import tempfile
 import urllib.error
 import urllib.request
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
-from optiscale_jax.datasets._idx import (IMAGES_MAGIC, LABELS_MAGIC, DataFileError, md5_hex,
-                                         parse_idx, read_bytes)
+from optiscale_jax.datasets._idx import (
+    IMAGES_MAGIC,
+    LABELS_MAGIC,
+    DataFileError,
+    md5_hex,
+    parse_idx,
+    read_bytes,
+)
 
 MIRROR_ENV = "OPTISCALE_MNIST_MIRROR"
 DOWNLOAD_ENV = "OPTISCALE_DOWNLOAD"

@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 
 from optiscale_jax.datasets import _download
-from optiscale_jax.datasets._idx import (IMAGES_MAGIC, LABELS_MAGIC, DataFileError, parse_idx,
-                                         read_bytes)
+from optiscale_jax.datasets._idx import IMAGES_MAGIC, LABELS_MAGIC, DataFileError, parse_idx, read_bytes
 from optiscale_jax.datasets._metadata import build_metadata
 from optiscale_jax.datasets._paths import data_roots, download_dir
 from optiscale_jax.datasets._split import stratified_subsample, train_test_split

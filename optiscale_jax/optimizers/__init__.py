@@ -7,14 +7,21 @@
     >>> params = optax.apply_updates(params, updates)
 """
 
-from optiscale_jax.optimizers._alias import (
-    adagrad, adam, adamw, momentum, nadam, nesterov, rmsprop, sgd)
-from optiscale_jax.optimizers._registry import (
-    OPTIMIZER_NAMES, default_hyperparams, get_optimizer)
+from optiscale_jax.optimizers._alias import adagrad, adam, adamw, momentum, nadam, nesterov, rmsprop, sgd
+from optiscale_jax.optimizers._registry import OPTIMIZER_NAMES, default_hyperparams, get_optimizer
 from optiscale_jax.optimizers._transforms import (
-    ScaleByAdagradState, ScaleByAdamState, ScaleByLearningRateState, ScaleByRmsState,
-    TraceState, add_decayed_weights, scale_by_adagrad, scale_by_adam, scale_by_learning_rate,
-    scale_by_momentum, scale_by_rms)
+    ScaleByAdagradState,
+    ScaleByAdamState,
+    ScaleByLearningRateState,
+    ScaleByRmsState,
+    TraceState,
+    add_decayed_weights,
+    scale_by_adagrad,
+    scale_by_adam,
+    scale_by_learning_rate,
+    scale_by_momentum,
+    scale_by_rms,
+)
 
 __all__ = [
     "OPTIMIZER_NAMES", "ScaleByAdagradState", "ScaleByAdamState", "ScaleByLearningRateState",

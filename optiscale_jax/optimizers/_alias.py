@@ -16,8 +16,7 @@ from typing import Any
 import optax
 
 from optiscale_jax.optimizers import _transforms as t
-from optiscale_jax.optimizers._validation import (
-    check_learning_rate, check_non_negative, check_unit_interval)
+from optiscale_jax.optimizers._validation import check_learning_rate, check_non_negative, check_unit_interval
 
 
 def sgd(learning_rate: t.LearningRate = 0.01, *, namespace: Any = None) -> optax.GradientTransformation:

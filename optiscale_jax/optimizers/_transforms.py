@@ -12,7 +12,8 @@ backends pass `numpy` or `cupy` and get the same arithmetic (see `_rules.py`).
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

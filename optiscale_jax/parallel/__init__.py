@@ -5,8 +5,13 @@
 """
 
 from optiscale_jax.parallel.distributed import (
-    DistributedInfo, distributed_info, global_rows, initialize_distributed, replicated,
-    shutdown_distributed)
+    DistributedInfo,
+    distributed_info,
+    global_rows,
+    initialize_distributed,
+    replicated,
+    shutdown_distributed,
+)
 from optiscale_jax.parallel.mesh import STRATEGIES, MeshLayout, make_layout
 from optiscale_jax.parallel.mlp import MLPParams, MLPSpec, init_mlp_params, mlp_logits, mlp_loss
 from optiscale_jax.parallel.pipeline import bubble_fraction, measure_bubble_fraction

@@ -10,7 +10,8 @@ before any other JAX call; then each process passes *its own rows* to
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np

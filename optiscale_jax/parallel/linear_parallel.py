@@ -18,7 +18,8 @@ weight 0 and features with zero columns (``padding.py``), so any n and d work.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

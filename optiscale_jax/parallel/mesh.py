@@ -11,7 +11,8 @@ sharding that ``shard_map``'s ``in_specs`` name; XLA reshards them under jit.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import numpy as np

@@ -38,7 +38,7 @@ class MLPSpec(NamedTuple):
     n_blocks: int = 2
     l2: float = 0.0
 
-    def validate(self) -> "MLPSpec":
+    def validate(self) -> MLPSpec:
         for name in ("n_features", "width"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:

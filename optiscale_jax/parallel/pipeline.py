@@ -16,7 +16,7 @@ pipeline, under the same jit, sharded over ``data`` by XLA.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -15,7 +15,8 @@ usual strong-scaling efficiency.
 from __future__ import annotations
 
 import statistics
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 

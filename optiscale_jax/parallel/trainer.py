@@ -17,7 +17,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +31,11 @@ from optiscale_jax.parallel.mesh import STAGE, MeshLayout, check_strategy, make_
 from optiscale_jax.parallel.mlp import MLPSpec, init_mlp_params
 from optiscale_jax.parallel.mlp_parallel import check_tensor_parallel, make_mlp_loss
 from optiscale_jax.parallel.pipeline import (
-    bubble_fraction, check_pipeline, default_microbatches, make_pipeline_loss)
+    bubble_fraction,
+    check_pipeline,
+    default_microbatches,
+    make_pipeline_loss,
+)
 from optiscale_jax.training import run_objective
 
 LINEAR_KINDS = ("least_squares", "ridge", "logistic", "softmax")
@@ -200,7 +205,7 @@ class ParallelTrainer:
         from optiscale_jax.problems import make_problem
         return make_problem(self.model, X, y, self.l2)
 
-    def fit(self, X: Any, y: Any) -> "ParallelTrainer":
+    def fit(self, X: Any, y: Any) -> ParallelTrainer:
         """Train on ``X`` (n, d), ``y`` (n,): the whole data in one process, this
         process's rows in a multi-process run. Returns ``self``."""
         model = self._model_for(X, y)

@@ -13,7 +13,7 @@ import numpy as np
 from optiscale_jax.datasets._spectral import singular_values
 from optiscale_jax.problems import _cache, _solvers
 from optiscale_jax.problems import _objectives as obj
-from optiscale_jax.problems._validation import (check_kind, check_l2, check_X, check_y)
+from optiscale_jax.problems._validation import check_kind, check_l2, check_X, check_y
 
 _LOSS = {"least_squares": obj.least_squares_loss, "ridge": obj.least_squares_loss,
          "logistic": obj.logistic_loss, "softmax": obj.softmax_loss}

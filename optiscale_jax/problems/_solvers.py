@@ -18,7 +18,8 @@ Iteration stops when ``||g||_2 <= gtol`` or when no step decreases f.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg

@@ -9,8 +9,15 @@
 from optiscale_jax.profiling._device_memory import first_gpu
 from optiscale_jax.profiling.gpu_monitor import GPUMonitor, GPUSample, integrate_power_j
 from optiscale_jax.profiling.memory import (
-    ArrayRecord, MemoryTracker, array_record, engine_device_arrays, estimate_optimizer_memory,
-    estimate_training_memory, optimizer_state_shapes, tree_bytes)
+    ArrayRecord,
+    MemoryTracker,
+    array_record,
+    engine_device_arrays,
+    estimate_optimizer_memory,
+    estimate_training_memory,
+    optimizer_state_shapes,
+    tree_bytes,
+)
 from optiscale_jax.profiling.profiler import OptimizerProfiler
 from optiscale_jax.profiling.speed import SpeedBenchmark, summarize_times
 

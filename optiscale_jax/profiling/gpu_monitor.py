@@ -159,7 +159,7 @@ class GPUMonitor:
             self.record()
             self._stop_event.wait(self.interval_s)
 
-    def start(self) -> "GPUMonitor":
+    def start(self) -> GPUMonitor:
         """Start background sampling (no-op when unavailable or already running)."""
         if self.available and not self._closed and self._thread is None:
             self._stop_event.clear()
@@ -168,7 +168,7 @@ class GPUMonitor:
             self._thread.start()
         return self
 
-    def stop(self) -> "GPUMonitor":
+    def stop(self) -> GPUMonitor:
         """Stop background sampling after one last sample (no-op when not running)."""
         if self._thread is not None:
             self._stop_event.set()
@@ -177,7 +177,7 @@ class GPUMonitor:
             self.record()
         return self
 
-    def __enter__(self) -> "GPUMonitor":
+    def __enter__(self) -> GPUMonitor:
         return self.start()
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -33,7 +33,7 @@ MIB = float(2**20)
 # Profilers between start() and stop(). VmHWM is one per process: before a new
 # profiler resets it, each running one banks the peak it has seen so far, so
 # nested profilers (a benchmark inside a user's profiler) keep correct peaks.
-_RUNNING: list["OptimizerProfiler"] = []
+_RUNNING: list[OptimizerProfiler] = []
 
 
 def _training_events():
@@ -84,7 +84,7 @@ class OptimizerProfiler:
         self._device_end: list[_device_memory.DeviceMemory] | None = None
 
     # ------------------------------------------------------------------ life cycle
-    def start(self) -> "OptimizerProfiler":
+    def start(self) -> OptimizerProfiler:
         """Reset the host peak, read device memory and start the clock."""
         if self._running:
             raise RuntimeError("OptimizerProfiler.start() called twice; call stop() first")
@@ -102,7 +102,7 @@ class OptimizerProfiler:
         self._start_time = self._last_mark = self._clock()
         return self
 
-    def stop(self, result: Any = None) -> "OptimizerProfiler":
+    def stop(self, result: Any = None) -> OptimizerProfiler:
         """Block on ``result`` (if given), stop the clock and read the peaks."""
         self._require_running("stop")
         self._pending_results += _sync.block(result)
@@ -125,7 +125,7 @@ class OptimizerProfiler:
         """Keep the peak seen so far: another profiler is about to reset VmHWM."""
         self._banked_peak_bytes = self._current_host_peak().peak_bytes
 
-    def __enter__(self) -> "OptimizerProfiler":
+    def __enter__(self) -> OptimizerProfiler:
         return self.start()
 
     def __exit__(self, exc_type, exc, tb) -> None:

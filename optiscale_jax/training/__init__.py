@@ -8,12 +8,20 @@
 
 from optiscale_jax.training import events
 from optiscale_jax.training.batching import batch_plan, epoch_permutation
-from optiscale_jax.training.engine import (
-    Objective, TrainData, build_program, execute, run_objective)
-from optiscale_jax.training.result import LEVELS, RunResult, relative_suboptimality
+from optiscale_jax.training.engine import Objective, TrainData, build_program, execute, run_objective
 from optiscale_jax.training.estimators import (
-    SGD, Adagrad, Adam, AdamW, FirstOrderEstimator, JAXOptimizer, Momentum, Nesterov, RMSProp)
+    SGD,
+    Adagrad,
+    Adam,
+    AdamW,
+    FirstOrderEstimator,
+    JAXOptimizer,
+    Momentum,
+    Nesterov,
+    RMSProp,
+)
 from optiscale_jax.training.reference import run_reference
+from optiscale_jax.training.result import LEVELS, RunResult, relative_suboptimality
 from optiscale_jax.training.run import CompiledRun, compile_run, run
 from optiscale_jax.training.sweep import SweepResult, sweep
 

@@ -113,7 +113,7 @@ class FirstOrderEstimator:
             kind = "ridge"
         return make_problem(kind, X, y, l2=self.l2)
 
-    def fit(self, X: Any, y: Any) -> "FirstOrderEstimator":
+    def fit(self, X: Any, y: Any) -> FirstOrderEstimator:
         """Trains on (X, y) from zero weights; returns self. Raises ValueError on bad input."""
         start = time.perf_counter()
         features = _checks.check_features(X)

@@ -11,7 +11,8 @@ profiling, so the dependency points one way.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Listener = Callable[..., Any]
 

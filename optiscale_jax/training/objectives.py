@@ -27,7 +27,8 @@ Mini-batch steps always use the Problem's own loss/gradient on the gathered rows
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

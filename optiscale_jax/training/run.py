@@ -13,8 +13,15 @@ import numpy as np
 from optiscale_jax.training import events
 from optiscale_jax.training.batching import batch_plan
 from optiscale_jax.training.engine import (
-    build_program, canonical_dtype, cast_tree, compile_program, precision, resolve_optimizer,
-    time_runs, to_result)
+    build_program,
+    canonical_dtype,
+    cast_tree,
+    compile_program,
+    precision,
+    resolve_optimizer,
+    time_runs,
+    to_result,
+)
 from optiscale_jax.training.objectives import prepare
 from optiscale_jax.training.result import RunResult
 

@@ -19,8 +19,17 @@ import numpy as np
 from optiscale_jax.training import events
 from optiscale_jax.training.batching import batch_plan
 from optiscale_jax.training.engine import (
-    ProgramOutput, Timed, build_program, canonical_dtype, cast_tree, execute, precision,
-    device_description, resolve_optimizer, to_result)
+    ProgramOutput,
+    Timed,
+    build_program,
+    canonical_dtype,
+    cast_tree,
+    device_description,
+    execute,
+    precision,
+    resolve_optimizer,
+    to_result,
+)
 from optiscale_jax.training.objectives import prepare
 from optiscale_jax.training.result import RunResult, jsonable
 from optiscale_jax.training.run import check_epochs, initial_params
