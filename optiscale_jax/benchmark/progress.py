@@ -1,4 +1,4 @@
-"""Progress on the terminal: one line per finished run, with an ETA.
+"""Progress on the terminal: one line per finished step (a benchmark run), with an ETA.
 
 The ETA is the mean wall time of the runs executed so far in this session
 (loading data and computing f* included, since they are part of the wait)
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-__all__ = ["ProgressReporter", "format_duration"]
+__all__ = ["EtaPrinter", "ProgressReporter", "format_duration"]
 
 
 def format_duration(seconds: float) -> str:
@@ -34,20 +34,25 @@ def _fmt(value: Any, spec: str = ".3e") -> str:
         return str(value)
 
 
-class ProgressReporter:
-    """Prints ``[k/N] dataset | optimizer | result | time | elapsed | ETA`` lines.
+class EtaPrinter:
+    """Prints ``[k/N] text | elapsed H:MM:SS | ETA H:MM:SS`` lines for any long loop.
+
+    The ETA is the mean wall time of the steps timed so far (the time since the
+    previous step or :meth:`mark_start`) times the steps still to do; steps
+    counted with ``timed=False`` (e.g. already stored) count as done but not in
+    the mean.
 
     Args:
-      total_runs: runs planned in the campaign (stored ones included).
+      total: steps planned.
       stream: where lines go (default stdout); None prints nothing.
       clock: a monotonic clock in seconds (injectable for tests).
     """
 
-    def __init__(self, total_runs: int, stream: TextIO | None = sys.stdout,
+    def __init__(self, total: int, stream: TextIO | None = sys.stdout,
                  clock: Callable[[], float] = time.monotonic):
-        if total_runs < 0:
-            raise ValueError(f"total_runs must be >= 0, got {total_runs}")
-        self.total_runs = int(total_runs)
+        if total < 0:
+            raise ValueError(f"total must be >= 0, got {total}")
+        self.total_runs = int(total)
         self.stream = stream
         self.clock = clock
         self.started = clock()
@@ -57,15 +62,15 @@ class ProgressReporter:
         self.executed_wall_s = 0.0
 
     def add_planned(self, runs: int) -> None:
-        """Grows the plan (e.g. one more ``benchmark_dataset`` call)."""
+        """Grows (or, negative, shrinks) the plan."""
         self.total_runs += int(runs)
 
     def mark_start(self) -> None:
-        """Starts the clock of the next run here (e.g. after a skipped run)."""
+        """Starts the clock of the next step here (e.g. after loading data)."""
         self._last = self.clock()
 
     def eta_s(self) -> float:
-        """Seconds still expected: mean executed-run time x runs remaining."""
+        """Seconds still expected: mean timed-step wall time x steps remaining."""
         remaining = max(self.total_runs - self.done, 0)
         if remaining == 0:
             return 0.0
@@ -81,14 +86,39 @@ class ProgressReporter:
             print(line, file=self.stream, flush=True)
         return line
 
-    def run_finished(self, record: Mapping[str, Any]) -> str:
-        """Counts one executed run and prints its line; returns the line."""
+    def step(self, text: str, *, timed: bool = True) -> str:
+        """Counts one finished step and prints its line (with ``| wall x s`` when timed)."""
         now = self.clock()
         wall = now - self._last
         self._last = now
         self.done += 1
-        self.executed += 1
-        self.executed_wall_s += wall
+        if timed:
+            self.executed += 1
+            self.executed_wall_s += wall
+            text = f"{text} | wall {wall:.1f} s"
+        return self._emit(text)
+
+    def message(self, text: str) -> None:
+        """A free-form line (a skipped data set, a phase)."""
+        if self.stream is not None:
+            print(text, file=self.stream, flush=True)
+
+
+class ProgressReporter(EtaPrinter):
+    """Prints ``[k/N] dataset | optimizer | result | time | elapsed | ETA`` lines.
+
+    Args:
+      total_runs: runs planned in the campaign (stored ones included).
+      stream: where lines go (default stdout); None prints nothing.
+      clock: a monotonic clock in seconds (injectable for tests).
+    """
+
+    def __init__(self, total_runs: int, stream: TextIO | None = sys.stdout,
+                 clock: Callable[[], float] = time.monotonic):
+        super().__init__(total_runs, stream=stream, clock=clock)
+
+    def run_finished(self, record: Mapping[str, Any]) -> str:
+        """Counts one executed run and prints its line; returns the line."""
         status = record.get("status", "?")
         if status in ("failed",):
             result = f"FAILED: {record.get('error', '')}"[:160]
@@ -97,16 +127,9 @@ class ProgressReporter:
                       f"rel.subopt {_fmt(record.get('relative_suboptimality'), '.2e')} | "
                       f"run {_fmt(record.get('run_time_s'), '.2f')} s + compile "
                       f"{_fmt(record.get('compile_time_s'), '.2f')} s")
-        return self._emit(f"{record.get('dataset')} | {record.get('label', record.get('optimizer'))}"
-                          f" | {result} | wall {wall:.1f} s")
+        return self.step(f"{record.get('dataset')} | {record.get('label', record.get('optimizer'))}"
+                         f" | {result}")
 
     def run_skipped(self, dataset: str, label: str, why: str = "stored, --resume") -> str:
         """Counts a run that was not executed (already stored) and prints its line."""
-        self.done += 1
-        self._last = self.clock()
-        return self._emit(f"{dataset} | {label} | skipped ({why})")
-
-    def message(self, text: str) -> None:
-        """A free-form line (a skipped data set, a phase)."""
-        if self.stream is not None:
-            print(text, file=self.stream, flush=True)
+        return self.step(f"{dataset} | {label} | skipped ({why})", timed=False)
