@@ -5,10 +5,13 @@ the least-squares Hessian X^T X / n, ``(sigma_max / sigma_min)^2``, infinite
 when X^T X is singular (see :func:`spectral_metadata`).
 """
 
+from optiscale_jax.datasets._aligned import ALIGNMENT, aligned_copy, as_aligned, empty_aligned, is_aligned
 from optiscale_jax.datasets._california import load_california_housing
 from optiscale_jax.datasets._download import DEFAULT_MIRRORS, MNIST_FILES
 from optiscale_jax.datasets._idx import DataFileError
+from optiscale_jax.datasets._metadata import cached_singular_values
 from optiscale_jax.datasets._mnist import load_mnist
+from optiscale_jax.datasets._paths import resolve_cache_dir, user_cache_dir
 from optiscale_jax.datasets._spectral import (
     metadata_from_singular_values,
     rank_tolerance,
@@ -23,6 +26,12 @@ from optiscale_jax.datasets._synthetic import (
 )
 
 __all__ = [
+    "ALIGNMENT",
+    "aligned_copy",
+    "as_aligned",
+    "cached_singular_values",
+    "empty_aligned",
+    "is_aligned",
     "DEFAULT_MIRRORS",
     "DataFileError",
     "MNIST_FILES",
@@ -34,6 +43,8 @@ __all__ = [
     "load_mnist",
     "metadata_from_singular_values",
     "rank_tolerance",
+    "resolve_cache_dir",
     "singular_values",
     "spectral_metadata",
+    "user_cache_dir",
 ]

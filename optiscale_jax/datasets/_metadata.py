@@ -18,12 +18,20 @@ from optiscale_jax.datasets._paths import resolve_cache_dir
 from optiscale_jax.datasets._spectral import metadata_from_singular_values, singular_values
 
 
-def cached_singular_values(X: np.ndarray) -> np.ndarray:
-    """Singular values of X (float64 SVD), read from or written to the spectra cache."""
-    X = np.ascontiguousarray(X)
-    digest = hashlib.sha256(f"{X.shape}|{X.dtype}".encode())
-    digest.update(X.data)
-    path = resolve_cache_dir(None, "spectra") / f"{digest.hexdigest()}.npy"
+def cached_singular_values(X: np.ndarray, key: str | None = None,
+                           cache_dir: str | os.PathLike | None = None) -> np.ndarray:
+    """Singular values of X (float64 SVD), read from or written to the spectra cache.
+
+    ``key``: the cache key of X when the caller already has one (e.g. a Problem's
+    fingerprint, hashed once); default: SHA-256 of X's shape, dtype and bytes.
+    ``cache_dir``: cache root (default ``$OPTISCALE_CACHE_DIR`` or the user cache).
+    """
+    if key is None:
+        X = np.ascontiguousarray(X)
+        digest = hashlib.sha256(f"{X.shape}|{X.dtype}".encode())
+        digest.update(X.data)
+        key = digest.hexdigest()
+    path = resolve_cache_dir(cache_dir, "spectra") / f"{key}.npy"
     if path.is_file():
         try:
             s = np.load(path, allow_pickle=False)

@@ -71,7 +71,7 @@ def incomplete_splits(folders: list[pathlib.Path]) -> list[str]:
     """Notes on folders that hold one file of a split without its partner."""
     notes = []
     for folder in folders:
-        for split, prefix in SPLIT_PREFIX.items():
+        for prefix in SPLIT_PREFIX.values():
             kinds = ("images-idx3-ubyte", "labels-idx1-ubyte")
             present = [k for k in kinds
                        if (folder / f"{prefix}-{k}").is_file()

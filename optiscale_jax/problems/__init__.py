@@ -7,6 +7,8 @@ cached on disk.
 """
 
 from optiscale_jax.problems._problem import Optimum, Problem, make_problem
-from optiscale_jax.problems._validation import PROBLEM_KINDS
+from optiscale_jax.problems._protocol import ProblemLike
+from optiscale_jax.problems._validation import PROBLEM_KINDS, finite_matrix, finite_vector
 
-__all__ = ["Optimum", "PROBLEM_KINDS", "Problem", "make_problem"]
+__all__ = ["Optimum", "PROBLEM_KINDS", "Problem", "ProblemLike", "finite_matrix", "finite_vector",
+           "make_problem"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from optiscale_jax.datasets._paths import resolve_cache_dir
+from optiscale_jax.datasets import resolve_cache_dir
 
 # Bump when the solver or the objective conventions change: old entries are then ignored.
 CACHE_FORMAT_VERSION = 1

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from optiscale_jax.datasets._spectral import singular_values
+from optiscale_jax.datasets import singular_values
 from optiscale_jax.problems import _cache, _solvers
 from optiscale_jax.problems import _objectives as obj
 from optiscale_jax.problems._validation import check_kind, check_l2, check_X, check_y
