@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from optiscale_jax.backends import backend_available, get_backend
 from optiscale_jax.profiling.profiler import OptimizerProfiler
 
 
@@ -62,10 +63,13 @@ class SpeedBenchmark:
 
     Args:
       warmup: discarded calls before the timed ones in ``compare_backends``.
+      clock: a monotonic clock in seconds (``time.perf_counter``); tests inject one
+        to check that every reading follows a completed computation.
     """
 
-    def __init__(self, warmup: int = 2):
+    def __init__(self, warmup: int = 2, *, clock: Callable[[], float] = time.perf_counter):
         self.warmup = _check_runs("warmup", warmup, 0)
+        self._clock = clock
 
     # ------------------------------------------------------------------ estimators
     def benchmark_optimizer(self, optimizer_cls: Callable[..., Any], X: Any, y: Any,
@@ -134,8 +138,6 @@ class SpeedBenchmark:
           ``device``, ``dtype``, ``speedup_vs_numpy`` (NumPy's median / this
           median, when NumPy was timed) and ``max_rel_error_vs_numpy``.
         """
-        from optiscale_jax.backends import backend_available, get_backend  # noqa: PLC0415
-
         n_runs = _check_runs("n_runs", n_runs, 1)
         data = np.asarray(data_numpy)
         names = [str(name).lower() for name in backends]
@@ -167,23 +169,23 @@ class SpeedBenchmark:
 
     def _time_backend(self, backend: Any, operation: Callable[[Any], Any], data: np.ndarray,
                       n_runs: int, jit: bool) -> tuple[dict[str, Any], Any]:
-        start = time.perf_counter()
+        start = self._clock()
         x = backend.synchronize(backend.asarray(data))
-        transfer_time = time.perf_counter() - start
+        transfer_time = self._clock() - start
         compile_time = None
         function = operation
         if backend.name == "jax" and jit:
-            start = time.perf_counter()
+            start = self._clock()
             function = jax.jit(operation).lower(x).compile()
-            compile_time = time.perf_counter() - start
+            compile_time = self._clock() - start
         output = None
         for _ in range(self.warmup):
             output = backend.synchronize(function(x))
         times = []
         for _ in range(n_runs):
-            start = time.perf_counter()
+            start = self._clock()
             output = backend.synchronize(function(x))
-            times.append(time.perf_counter() - start)
+            times.append(self._clock() - start)
         entry = {"available": True, "reason": "", "device": backend.device_description(),
                  "dtype": str(getattr(x, "dtype", data.dtype)), "transfer_time": transfer_time,
                  "compile_time": compile_time, "n_runs": n_runs, "warmup": self.warmup,
