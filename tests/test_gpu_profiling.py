@@ -125,7 +125,7 @@ def test_jax_gpu_run_matches_cpu(gpu):
 
 def test_profiler_blocks_on_unfinished_gpu_work(gpu):
     """On a GPU, dispatch returns long before the product is done: the profiler waits."""
-    import cupy
+    import cupy  # noqa: PLC0415  (optional GPU dependency, only on a machine with CUDA)
 
     with jax.default_device(gpu):
         a = jnp.ones((8192, 8192), jnp.float32) / 8192
@@ -163,7 +163,7 @@ def test_profiler_blocks_on_unfinished_gpu_work(gpu):
 
 
 def test_tracker_counts_cupy_arrays(gpu):
-    import cupy
+    import cupy  # noqa: PLC0415  (optional GPU dependency, only on a machine with CUDA)
 
     tracker = MemoryTracker()
     record = tracker.track_array("c", cupy.zeros((1024, 256), cupy.float64))

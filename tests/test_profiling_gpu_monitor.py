@@ -8,10 +8,11 @@ import threading
 import time
 import types
 
+import jax
 import numpy as np
 import pytest
 
-from optiscale_jax.profiling import GPUMonitor, integrate_power_j
+from optiscale_jax.profiling import GPUMonitor, first_gpu, integrate_power_j
 
 MIB = 2**20
 
@@ -68,10 +69,10 @@ def make_fake_nvml(script: list[dict], *, n_devices: int = 1, unsupported: tuple
     class NVMLError(Exception):
         pass
 
-    class NVMLError_LibraryNotFound(NVMLError):  # noqa: N801 (pynvml's names)
+    class NVMLError_LibraryNotFound(NVMLError):
         pass
 
-    class NVMLError_NotSupported(NVMLError):  # noqa: N801
+    class NVMLError_NotSupported(NVMLError):
         pass
 
     nvml.NVMLError = NVMLError
@@ -215,10 +216,6 @@ def test_fake_nvml_failures_become_reasons(monkeypatch, kwargs, device_id, expec
 
 
 def test_first_gpu_says_why_there_is_none_here():
-    import jax
-
-    from optiscale_jax.profiling import first_gpu
-
     device, why = first_gpu()
     if jax.default_backend() == "gpu":
         assert device is not None and why == ""

@@ -14,6 +14,7 @@ import pytest
 from optiscale_jax import training
 from optiscale_jax.problems import make_problem
 from optiscale_jax.profiling import OptimizerProfiler, _host_memory
+from optiscale_jax.training.estimators import Adam
 
 MIB = 2**20
 
@@ -187,8 +188,6 @@ def logistic_problem():
 
 def test_estimator_fit_inside_the_context_manager(logistic_problem):
     """The spec's usage: the engine's events give compile and epoch times."""
-    from optiscale_jax.training.estimators import Adam
-
     estimator = Adam(learning_rate=0.01, epochs=300)
     listeners_before = training.events.listeners()
     with OptimizerProfiler() as profiler:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from optiscale_jax.profiling import SpeedBenchmark, speed, summarize_times
+from optiscale_jax.training.estimators import Adam
 
 
 def test_summarize_times_matches_numpy():
@@ -98,8 +99,6 @@ def test_compare_backends_rejects_bad_arguments():
 
 
 def test_benchmark_optimizer_with_the_adam_estimator():
-    from optiscale_jax.training.estimators import Adam
-
     rng = np.random.default_rng(0)
     X = rng.standard_normal((2_000, 20))
     y = (X @ rng.standard_normal(20) > 0).astype(float)
