@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -81,8 +82,6 @@ def cpu_model() -> str:
 
 
 def _jax_backend() -> Backend:
-    import jax.numpy as jnp
-
     def describe() -> str:
         device = jax.devices()[0]
         return f"jax:{device.platform}:{getattr(device, 'device_kind', device)}"
@@ -111,7 +110,7 @@ def _import_cupy() -> Any:
     try:
         available = bool(cupy.is_available())
         reason = "no CUDA device is visible"
-    except Exception as error:  # noqa: BLE001 - any CUDA runtime failure means unavailable
+    except Exception as error:  # any CUDA runtime failure means unavailable
         available, reason = False, f"the CUDA runtime failed: {error}"
     if not available:
         raise BackendUnavailableError(

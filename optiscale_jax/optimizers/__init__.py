@@ -8,25 +8,36 @@
 """
 
 from optiscale_jax.optimizers._alias import adagrad, adam, adamw, momentum, nadam, nesterov, rmsprop, sgd
-from optiscale_jax.optimizers._registry import OPTIMIZER_NAMES, default_hyperparams, get_optimizer
+from optiscale_jax.optimizers._registry import (
+    OPTIMIZER_NAMES,
+    default_hyperparams,
+    get_optimizer,
+    optimizer_keywords,
+)
 from optiscale_jax.optimizers._transforms import (
     ScaleByAdagradState,
     ScaleByAdamState,
     ScaleByLearningRateState,
     ScaleByRmsState,
+    ScaleByRmsWithCountState,
+    ScaleByRStdDevState,
+    ScaleByRStdDevWithCountState,
     TraceState,
+    WeightDecayScheduleState,
     add_decayed_weights,
     scale_by_adagrad,
     scale_by_adam,
     scale_by_learning_rate,
     scale_by_momentum,
     scale_by_rms,
+    scale_by_stddev,
 )
 
 __all__ = [
     "OPTIMIZER_NAMES", "ScaleByAdagradState", "ScaleByAdamState", "ScaleByLearningRateState",
-    "ScaleByRmsState", "TraceState", "adagrad", "adam", "adamw", "add_decayed_weights",
-    "default_hyperparams", "get_optimizer", "momentum", "nadam", "nesterov", "rmsprop",
-    "scale_by_adagrad", "scale_by_adam", "scale_by_learning_rate", "scale_by_momentum",
-    "scale_by_rms", "sgd",
+    "ScaleByRStdDevState", "ScaleByRStdDevWithCountState", "ScaleByRmsState", "ScaleByRmsWithCountState",
+    "TraceState", "WeightDecayScheduleState", "adagrad", "adam", "adamw", "add_decayed_weights",
+    "default_hyperparams", "get_optimizer", "momentum", "nadam", "nesterov", "optimizer_keywords",
+    "rmsprop", "scale_by_adagrad", "scale_by_adam", "scale_by_learning_rate", "scale_by_momentum",
+    "scale_by_rms", "scale_by_stddev", "sgd",
 ]

@@ -31,21 +31,34 @@ def _canonical(name: str) -> str:
     return name.lower()
 
 
-def default_hyperparams(name: str) -> dict[str, Any]:
-    """The hyperparameters `name` accepts, with their defaults (learning rate included)."""
+def optimizer_keywords(name: str) -> dict[str, Any]:
+    """Every keyword `name` accepts (the optax alias's), with its default; `namespace` aside."""
     factory = _FACTORIES[_canonical(name)]
     return {p.name: p.default for p in inspect.signature(factory).parameters.values()
-            if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD}
+            if p.name != "namespace"}
+
+
+def default_hyperparams(name: str) -> dict[str, Any]:
+    """The numeric hyperparameters of `name`'s update rule, with their defaults.
+
+    These are the keywords whose default is a number (learning rate included): the
+    values a tuning sweep varies and a report lists. Options that select a variant or a
+    storage type (`nesterov`, `centered`, `mu_dtype`, `mask`, an off-by-default
+    `momentum=None`, ...) are in `optimizer_keywords(name)`.
+    """
+    return {key: value for key, value in optimizer_keywords(name).items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
 
 
 def get_optimizer(name: str, *, namespace: Any = None, **hyperparams: Any) -> optax.GradientTransformation:
     """The optimizer `name` with `hyperparams` (unspecified ones take their defaults).
 
-    Example: `get_optimizer("adam", learning_rate=1e-3)`.
+    Example: `get_optimizer("adam", learning_rate=1e-3, nesterov=True)`. Any keyword of
+    `optimizer_keywords(name)` is accepted.
     Raises ValueError for an unknown name or hyperparameter, or a value out of range.
     """
     canonical = _canonical(name)
-    accepted = default_hyperparams(canonical)
+    accepted = optimizer_keywords(canonical)
     unknown = sorted(set(hyperparams) - set(accepted))
     if unknown:
         raise ValueError(

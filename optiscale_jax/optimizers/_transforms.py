@@ -1,10 +1,12 @@
 """Small optax-style building blocks: learning-rate-free directions, decay, lr scaling.
 
 Each factory returns an `optax.GradientTransformation` whose state is a NamedTuple
-of arrays. The structure of a state never depends on hyperparameter values
-(a constant learning rate and a schedule both keep a step count), so a state
-built for one hyperparameter setting can be reused for any other, and
-hyperparameters may be traced (`jax.vmap` sweeps, `optax.inject_hyperparams`).
+of arrays. The structure of a state never depends on numeric hyperparameter
+values (a constant learning rate and a schedule both keep a step count), so a
+state built for one setting can be reused for any other, and hyperparameters may
+be traced (`jax.vmap` sweeps, `optax.inject_hyperparams`). Boolean variants
+(`bias_correction`, `centered`) and a weight-decay schedule add state fields, as
+in optax.
 
 `namespace` selects the array module: `None` means `jax.numpy`; the reference
 backends pass `numpy` or `cupy` and get the same arithmetic (see `_rules.py`).
@@ -20,6 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from optiscale_jax.optimizers import _rules
+from optiscale_jax.optimizers._validation import check_float_params
 
 Array = Any
 LearningRate = float | Array | Callable[[Array], Array]
@@ -38,17 +41,41 @@ class ScaleByAdamState(NamedTuple):
 
 
 class ScaleByRmsState(NamedTuple):
-    """RMSProp state: moving average nu of squared gradients."""
+    """RMSProp state: moving average nu of squared gradient magnitudes."""
+    nu: Any
+
+
+class ScaleByRmsWithCountState(NamedTuple):
+    """RMSProp state with bias correction: step count (int32) and nu."""
+    count: Array
+    nu: Any
+
+
+class ScaleByRStdDevState(NamedTuple):
+    """Centered RMSProp state: moving averages of g (mu) and |g|^2 (nu)."""
+    mu: Any
+    nu: Any
+
+
+class ScaleByRStdDevWithCountState(NamedTuple):
+    """Centered RMSProp state with bias correction: step count, mu, nu."""
+    count: Array
+    mu: Any
     nu: Any
 
 
 class ScaleByAdagradState(NamedTuple):
-    """Adagrad state: running sum of squared gradients."""
+    """Adagrad state: running sum of squared gradient magnitudes."""
     sum_of_squares: Any
 
 
 class ScaleByLearningRateState(NamedTuple):
     """Step count, kept for constant rates too so the structure never changes."""
+    count: Array
+
+
+class WeightDecayScheduleState(NamedTuple):
+    """Step count of a weight-decay schedule."""
     count: Array
 
 
@@ -74,82 +101,117 @@ def _leafwise(rule: Callable, n_out: int, updates: Any, *states: Any) -> tuple[A
                  for i in range(n_out))
 
 
-def _zeros_like(params: Any, xp: Any) -> Any:
-    return _tree_map(lambda p: xp.zeros_like(p), params)
+def _full_like(params: Any, value: Any, xp: Any, dtype: Any = None) -> Any:
+    return _tree_map(lambda p: xp.full_like(p, value, dtype=dtype), params)
 
 
 def _count(xp: Any) -> Array:
     return xp.zeros([], dtype=xp.int32)
 
 
-def _increment(count: Array, xp: Any) -> Array:
-    """count + 1, saturating at the int32 maximum (as `optax.safe_increment`)."""
-    return xp.minimum(count + 1, xp.asarray(2**31 - 1, dtype=count.dtype)).astype(count.dtype)
-
-
-def scale_by_momentum(decay: Any = 0.9, nesterov: bool = False, *,
+def scale_by_momentum(decay: Any = 0.9, nesterov: bool = False, accumulator_dtype: Any = None, *,
                       namespace: Any = None) -> optax.GradientTransformation:
-    """Heavy-ball (or Nesterov) momentum direction m_t = g_t + decay m_{t-1}."""
+    """Heavy-ball (or Nesterov) momentum direction m_t = g_t + decay m_{t-1} (`optax.trace`).
+
+    `accumulator_dtype`: dtype of the stored m (None: the parameters' dtype).
+    """
     xp = _xp(namespace)
 
     def init_fn(params):
-        return TraceState(trace=_zeros_like(params, xp))
+        return TraceState(trace=_full_like(params, 0, xp, accumulator_dtype))
 
     def update_fn(updates, state, params=None):
         del params
         direction, trace = _leafwise(
-            lambda g, m: _rules.momentum_direction(g, m, decay, nesterov), 2, updates, state.trace)
+            lambda g, m: _rules.momentum_direction(g, m, decay, nesterov, xp), 2, updates, state.trace)
         return direction, TraceState(trace=trace)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
 def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
-                  nesterov: bool = False, *, namespace: Any = None) -> optax.GradientTransformation:
-    """Bias-corrected Adam direction (NAdam when `nesterov`); see `_rules.adam_direction`."""
+                  mu_dtype: Any = None, *, nesterov: bool = False,
+                  namespace: Any = None) -> optax.GradientTransformation:
+    """Bias-corrected Adam direction (NAdam when `nesterov`); see `_rules.adam_direction`.
+
+    `mu_dtype`: dtype of the stored first moment (None: the parameters' dtype).
+    """
     xp = _xp(namespace)
 
     def init_fn(params):
-        return ScaleByAdamState(count=_count(xp), mu=_zeros_like(params, xp),
-                                nu=_zeros_like(params, xp))
+        return ScaleByAdamState(count=_count(xp), mu=_full_like(params, 0, xp, mu_dtype),
+                                nu=_full_like(params, 0, xp))
 
     def update_fn(updates, state, params=None):
         del params
-        step = _increment(state.count, xp)
+        count = _rules.safe_increment(state.count, xp)
         direction, mu, nu = _leafwise(
-            lambda g, m, v: _rules.adam_direction(g, m, v, step, b1, b2, eps, eps_root,
+            lambda g, m, v: _rules.adam_direction(g, m, v, count, b1, b2, eps, eps_root,
                                                   nesterov, xp),
             3, updates, state.mu, state.nu)
-        return direction, ScaleByAdamState(count=step, mu=mu, nu=nu)
+        return direction, ScaleByAdamState(count=count, mu=mu, nu=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def scale_by_rms(decay: Any = 0.9, eps: Any = 1e-8, *,
+def scale_by_rms(decay: Any = 0.9, eps: Any = 1e-8, initial_scale: Any = 0.0, eps_in_sqrt: bool = True,
+                 bias_correction: bool = False, *,
                  namespace: Any = None) -> optax.GradientTransformation:
-    """RMSProp direction g / sqrt(nu + eps), nu an EMA of g^2 starting at 0."""
+    """RMSProp direction g / sqrt(nu + eps), nu an EMA of |g|^2 starting at `initial_scale`.
+
+    `eps_in_sqrt=False` gives PyTorch's g / (sqrt(nu) + eps); `bias_correction`
+    divides nu by 1 - decay^t (and keeps a step count). Matches `optax.scale_by_rms`.
+    """
     xp = _xp(namespace)
 
     def init_fn(params):
-        return ScaleByRmsState(nu=_zeros_like(params, xp))
+        nu = _full_like(params, initial_scale, xp)
+        return ScaleByRmsWithCountState(count=_count(xp), nu=nu) if bias_correction else ScaleByRmsState(nu)
 
     def update_fn(updates, state, params=None):
         del params
-        direction, nu = _leafwise(lambda g, v: _rules.rms_direction(g, v, decay, eps, xp),
-                                  2, updates, state.nu)
-        return direction, ScaleByRmsState(nu=nu)
+        count = _rules.safe_increment(state.count, xp) if bias_correction else None
+        direction, nu = _leafwise(
+            lambda g, v: _rules.rms_direction(g, v, count, decay, eps, eps_in_sqrt, xp),
+            2, updates, state.nu)
+        new_state = ScaleByRmsWithCountState(count, nu) if bias_correction else ScaleByRmsState(nu)
+        return direction, new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def scale_by_stddev(decay: Any = 0.9, eps: Any = 1e-8, initial_scale: Any = 0.0, eps_in_sqrt: bool = True,
+                    bias_correction: bool = False, *,
+                    namespace: Any = None) -> optax.GradientTransformation:
+    """Centered RMSProp direction g / sqrt(nu - |mu|^2 + eps) (`optax.scale_by_stddev`)."""
+    xp = _xp(namespace)
+
+    def init_fn(params):
+        mu, nu = _full_like(params, 0, xp), _full_like(params, initial_scale, xp)
+        if bias_correction:
+            return ScaleByRStdDevWithCountState(count=_count(xp), mu=mu, nu=nu)
+        return ScaleByRStdDevState(mu=mu, nu=nu)
+
+    def update_fn(updates, state, params=None):
+        del params
+        count = _rules.safe_increment(state.count, xp) if bias_correction else None
+        direction, mu, nu = _leafwise(
+            lambda g, m, v: _rules.centered_rms_direction(g, m, v, count, decay, eps, eps_in_sqrt, xp),
+            3, updates, state.mu, state.nu)
+        if bias_correction:
+            return direction, ScaleByRStdDevWithCountState(count=count, mu=mu, nu=nu)
+        return direction, ScaleByRStdDevState(mu=mu, nu=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
 def scale_by_adagrad(initial_accumulator_value: Any = 0.1, eps: Any = 1e-7, *,
                      namespace: Any = None) -> optax.GradientTransformation:
-    """Adagrad direction g / sqrt(sum of g^2 + eps), the sum starting at the initial value."""
+    """Adagrad direction g / sqrt(sum of |g|^2 + eps), the sum starting at the initial value."""
     xp = _xp(namespace)
 
     def init_fn(params):
-        return ScaleByAdagradState(sum_of_squares=_tree_map(
-            lambda p: xp.full_like(p, initial_accumulator_value), params))
+        return ScaleByAdagradState(sum_of_squares=_full_like(params, initial_accumulator_value, xp))
 
     def update_fn(updates, state, params=None):
         del params
@@ -160,30 +222,49 @@ def scale_by_adagrad(initial_accumulator_value: Any = 0.1, eps: Any = 1e-7, *,
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def add_decayed_weights(weight_decay: Any = 1e-4) -> optax.GradientTransformation:
-    """Adds weight_decay * params to the direction (decoupled weight decay)."""
+def add_decayed_weights(weight_decay: Any = 1e-4, mask: Any = None, *,
+                        namespace: Any = None) -> optax.GradientTransformation:
+    """Adds weight_decay * params to the direction (decoupled weight decay).
+
+    `weight_decay` may be a schedule of the step (the state then keeps a count);
+    `mask`: a pytree of booleans (or a function params -> such a tree) selecting the
+    leaves to decay, applied with `optax.masked`. A constant 0 leaves the direction as is.
+    """
+    xp = _xp(namespace)
+    scheduled = callable(weight_decay)
 
     def init_fn(params):
         del params
-        return optax.EmptyState()
+        return WeightDecayScheduleState(count=_count(xp)) if scheduled else optax.EmptyState()
 
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError(
                 "add_decayed_weights needs the parameters: call update(grads, state, params).")
-        return _tree_map(lambda d, p: _rules.decayed_weights(d, p, weight_decay),
-                         updates, params), state
+        if scheduled:
+            rate = weight_decay(state.count)
+            new_state = WeightDecayScheduleState(count=_rules.safe_increment(state.count, xp))
+        else:
+            rate, new_state = weight_decay, state
+            if isinstance(weight_decay, (int, float)) and weight_decay == 0:
+                return updates, new_state
+        return _tree_map(lambda d, p: _rules.decayed_weights(d, p, rate, xp), updates, params), new_state
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    transform = optax.GradientTransformation(init_fn, update_fn)
+    return transform if mask is None else optax.masked(transform, mask)
 
 
 def scale_by_learning_rate(learning_rate: LearningRate, *,
                            namespace: Any = None) -> optax.GradientTransformation:
-    """Turns a direction d into the descent update -lr * d; `lr` may be a schedule of the step."""
+    """Turns a direction d into the descent update -lr * d; `lr` may be a schedule of the step.
+
+    Its `init` refuses integer or boolean parameters (see `check_float_params`); every
+    optimizer of this package ends with this transform, so every one refuses them.
+    """
     xp = _xp(namespace)
 
     def init_fn(params):
-        del params
+        check_float_params(params)
         return ScaleByLearningRateState(count=_count(xp))
 
     def update_fn(updates, state, params=None):
@@ -192,6 +273,6 @@ def scale_by_learning_rate(learning_rate: LearningRate, *,
         if namespace is not None and callable(learning_rate):
             rate = float(rate)  # a JAX schedule evaluated for a NumPy/CuPy reference run
         updates = _tree_map(lambda d: _rules.scaled_by_learning_rate(d, rate, xp), updates)
-        return updates, ScaleByLearningRateState(count=_increment(state.count, xp))
+        return updates, ScaleByLearningRateState(count=_rules.safe_increment(state.count, xp))
 
     return optax.GradientTransformation(init_fn, update_fn)
