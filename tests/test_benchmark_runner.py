@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from optiscale_jax.benchmark import LargeScaleBenchmark, load_results, write_report
+from optiscale_jax import training
+from optiscale_jax.benchmark import LargeScaleBenchmark, RunStatus, load_results, write_report
 from optiscale_jax.benchmark.runner import infer_problem_kind, learning_rate_grid
 
 
@@ -36,14 +37,25 @@ def test_diverged_runs_are_recorded_and_the_others_unaffected(tmp_path, regressi
 
 
 def test_failing_runs_are_recorded_with_the_error_and_the_campaign_goes_on(
-        tmp_path, regression_data):
-    bench = LargeScaleBenchmark(tmp_path, backend="cupy", progress=False)  # no GPU here
+        tmp_path, regression_data, monkeypatch):
+    real_run = training.run
+
+    def run_that_fails_for_sgd(problem, optimizer, **kwargs):
+        if optimizer == "sgd":
+            raise FloatingPointError("injected failure inside the run")
+        return real_run(problem, optimizer, **kwargs)
+
+    monkeypatch.setattr(training, "run", run_that_fails_for_sgd)
+    bench = LargeScaleBenchmark(tmp_path, progress=False)
     results = bench.benchmark_dataset("toy", *regression_data, {},
                                       {"SGD": {"learning_rate": 0.1}, "Adam": {}}, max_epochs=5)
-    assert [r["status"] for r in results.values()] == ["failed", "failed"]
-    assert all("requirements-cuda.txt" in r["error"] for r in results.values())
+    assert [r.status for r in results.values()] == [RunStatus.FAILED, RunStatus.MAX_EPOCHS]
+    assert results["SGD"].error == "FloatingPointError: injected failure inside the run"
+    assert "run_that_fails_for_sgd" in results["SGD"].traceback
+    stored = load_results(bench.store.path)["runs"]
+    assert [r["status"] for r in stored] == ["failed", "max_epochs"]
     report = write_report(bench.store.path).read_text()
-    assert "## Failed runs" in report and "requirements-cuda.txt" in report
+    assert "## Failed runs" in report and "injected failure inside the run" in report
 
 
 def test_bad_configurations_fail_before_any_run(tmp_path, regression_data):
@@ -57,7 +69,7 @@ def test_bad_configurations_fail_before_any_run(tmp_path, regression_data):
         bench.benchmark_dataset("toy", *regression_data, {}, {"Adam": {}}, max_epochs=0)
     with pytest.raises(ValueError, match="unknown backend 'tpu'"):
         LargeScaleBenchmark(tmp_path, backend="tpu")
-    assert load_results(bench.store.path)["runs"] == []
+    assert bench.store.records == [] and load_results(bench.store.path)["runs"] == []
 
 
 def test_problem_kind_and_grid():

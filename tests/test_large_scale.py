@@ -1,6 +1,6 @@
-"""`python -m experiments.large_scale` end to end: the quick suite interrupted twice
-(SIGINT, then SIGKILL) and resumed, outputs checked against independent computations;
-bad input; missing data; the spec's custom-benchmark API; JAX vs NumPy backends."""
+"""`python -m experiments.large_scale` end to end: the quick suite SIGKILLed and resumed,
+outputs checked against independent computations, a clean stderr; bad input; missing and
+corrupt data; the custom-benchmark API; JAX vs NumPy backends."""
 
 import json
 import math
@@ -14,9 +14,20 @@ import time
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
-from optiscale_jax.benchmark import campaign, load_results
+from optiscale_jax import training
+from optiscale_jax.benchmark import (
+    DataUnavailableError,
+    LargeScaleBenchmark,
+    RunRecord,
+    campaign,
+    load_results,
+)
+from optiscale_jax.benchmark.plots import curve_points
 from optiscale_jax.benchmark.suites import DATASETS, SUITES
+from optiscale_jax.datasets import load_mnist
+from optiscale_jax.problems import make_problem
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 QUICK_RUNS = len(SUITES["quick"]) * 2  # two optimizers in the quick suite
@@ -30,8 +41,6 @@ _ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_blas_thread():
-    from threadpoolctl import threadpool_limits
-
     with threadpool_limits(limits=1, user_api="blas"):
         yield
 
@@ -40,12 +49,12 @@ def _cli(*args):
     return [sys.executable, "-m", "experiments.large_scale", *args]
 
 
-def _run_until(args, executed_wanted, sig, deadline_s=120):
+def _run_until(args, executed_wanted, sig, deadline_s=240, stderr=subprocess.STDOUT):
     """Starts the app, waits for `executed_wanted` executed-run lines, sends `sig`.
 
     Returns (executed lines, skipped lines, all stdout, return code)."""
     proc = subprocess.Popen(_cli(*args), cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=_ENV)
+                            stderr=stderr, text=True, env=_ENV)
     executed, skipped, lines = [], [], []
     deadline = time.monotonic() + deadline_s
     try:
@@ -72,13 +81,16 @@ def quick_run(tmp_path_factory):
     args = ["--suite=quick", f"--output_dir={out}"]
     ex1, sk1, log1, rc1 = _run_until(args, 3, signal.SIGKILL)
     killed = load_results(out / "large_scale_results.json")["runs"]
-    ex2, sk2, log2, rc2 = _run_until(args + ["--resume"], None, None)
+    stderr_path = out.parent / f"{out.name}.stderr"
+    with open(stderr_path, "w") as stderr:
+        ex2, sk2, log2, rc2 = _run_until(args + ["--resume"], None, None, stderr=stderr)
     return {"out": out, "killed": killed,
             "final": load_results(out / "large_scale_results.json")["runs"],
             "executed": (ex1, ex2), "skipped": (sk1, sk2), "logs": (log1, log2),
-            "rc": (rc1, rc2)}
+            "rc": (rc1, rc2), "stderr": stderr_path.read_text()}
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_redoing_or_losing_work(quick_run):
     killed, final = quick_run["killed"], quick_run["final"]
     (ex1, ex2), (sk1, sk2) = quick_run["executed"], quick_run["skipped"]
@@ -93,7 +105,7 @@ def test_killed_run_resumes_without_redoing_or_losing_work(quick_run):
     for earlier in killed:
         assert by_id[earlier["identity"]] == earlier
     assert len({r["environment_id"] for r in final}) == 2  # one per process
-    assert not list(quick_run["out"].glob(".*.tmp"))  # no temporary left behind
+    assert not list(quick_run["out"].rglob(".*.tmp"))  # no temporary left behind
     assert re.search(r"\| ETA \d+:\d\d:\d\d$", ex2[0].rstrip())
     assert ex2[-1].rstrip().endswith("ETA 0:00:00")
 
@@ -113,6 +125,14 @@ class _InterruptingStream:
         pass
 
 
+@pytest.mark.slow
+def test_healthy_run_has_a_clean_stderr(quick_run):
+    """No line a user would read as a problem ("Unable to initialize backend 'tpu'" ...)."""
+    for line in quick_run["stderr"].splitlines():
+        assert not re.search(r"unable|error|failed", line, re.IGNORECASE), line
+
+
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_runs_and_says_how_to_resume(tmp_path):
     plan = campaign.plan_campaign(datasets=["california_housing"], optimizers=["sgd", "adam"],
                                   epochs=20)
@@ -123,6 +143,7 @@ def test_ctrl_c_keeps_finished_runs_and_says_how_to_resume(tmp_path):
     assert "rerun with --resume" in "".join(stream.lines)
 
 
+@pytest.mark.slow
 def test_records_agree_with_independent_computations(quick_run, data_dir):
     final = quick_run["final"]
     assert {r["status"] for r in final} <= {"converged", "max_epochs"}, [
@@ -152,7 +173,8 @@ def test_records_agree_with_independent_computations(quick_run, data_dir):
     assert all(0.0 <= r["test_error"] <= 0.5 for r in mnist)
 
 
-def test_report_is_rebuilt_from_the_json_alone(quick_run):
+@pytest.mark.slow
+def test_report_is_rebuilt_from_the_json_alone_and_curves_end_on_the_table(quick_run):
     out = quick_run["out"]
     report = (out / "BENCHMARK_REPORT.md").read_text()
     final = quick_run["final"]
@@ -160,10 +182,15 @@ def test_report_is_rebuilt_from_the_json_alone(quick_run):
         assert f"## {record['dataset']}" in report
         row = next(line for line in report.splitlines()
                    if line.startswith(f"| {record['label']} |") and
-                   f"{record['final_loss']:.6e}" in line)
+                   f"{record['final_loss_recorded']:.6e}" in line)
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert float(cells[8]) == float(f"{record['relative_suboptimality']:.2e}")
+        assert float(cells[8]) == float(f"{record['relative_suboptimality_recorded']:.2e}")
+        assert float(cells[9]) == float(f"{record['relative_suboptimality']:.2e}")
         assert float(cells[4]) == float(f"{record['run_time_s']:.3f}")
+        # The plotted curve (the record's curve, what plots.curve_points reads) ends on the row.
+        points = curve_points(RunRecord.from_json(record))
+        assert points.values[-1] == record["relative_suboptimality_recorded"]
+        assert record["curve"]["train_loss"][-1] == record["final_loss_recorded"]
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert len(pngs) == len(SUITES["quick"])
     for png in pngs:
@@ -177,13 +204,9 @@ def test_report_is_rebuilt_from_the_json_alone(quick_run):
     assert sorted(p.name for p in out.glob("*.png")) == pngs
 
 
-def test_bad_choices_fail_before_any_work(tmp_path):
-    out = tmp_path / "never"
-    proc = subprocess.run(_cli("--datasets=mnist_10k,imagenet", f"--output_dir={out}"),
-                          cwd=REPO, capture_output=True, text=True, timeout=60, env=_ENV)
-    assert proc.returncode != 0
-    assert "unknown dataset(s) 'imagenet'; choose from: mnist_10k" in proc.stderr
-    assert not out.exists()
+def test_bad_choices_fail_before_any_work():
+    with pytest.raises(ValueError, match="unknown dataset.*'imagenet'; choose from: mnist_10k"):
+        campaign.plan_campaign(datasets=["mnist_10k", "imagenet"])
     with pytest.raises(ValueError, match="unknown optimizer.*'adm'.*choose from: adagrad, adam"):
         campaign.plan_campaign(optimizers=["adm"])
     with pytest.raises(ValueError, match="unknown backend 'tpu'; choose one of: jax, numpy, cupy"):
@@ -206,12 +229,19 @@ def numpy_run_without_files(tmp_path_factory):
         (data / "california_housing" / file.name).write_bytes(file.read_bytes())
     plan = campaign.plan_campaign(suite="quick", datasets=["mnist_2k", "california_housing"],
                                   backend="numpy")
-    summary = campaign.run_campaign(plan, output_dir=root / "out", data_dir=data, stream=None)
-    return summary, load_results(summary.results_path), data
+    with pytest.raises(DataUnavailableError) as refused:
+        campaign.run_campaign(plan, output_dir=root / "out", data_dir=data, stream=None)
+    assert not (root / "out").exists()
+    summary = campaign.run_campaign(plan, output_dir=root / "out", data_dir=data, stream=None,
+                                    allow_missing_data=True)
+    return summary, load_results(summary.results_path), data, str(refused.value)
 
 
-def test_missing_data_is_skipped_and_the_rest_runs(numpy_run_without_files):
-    summary, data, data_dir = numpy_run_without_files
+@pytest.mark.slow
+def test_missing_data_stops_before_any_work_unless_allowed(numpy_run_without_files):
+    summary, data, data_dir, refusal = numpy_run_without_files
+    assert refusal.startswith("data set mnist_2k (MNIST-2k (0-4 vs 5-9)) cannot be loaded")
+    assert str(data_dir) in refusal and "--allow_missing_data" in refusal
     assert [s["dataset"] for s in data["skipped"]] == [DATASETS["mnist_2k"].name]
     reason = data["skipped"][0]["reason"]
     assert reason.startswith("FileNotFoundError") and str(data_dir) in reason
@@ -219,8 +249,10 @@ def test_missing_data_is_skipped_and_the_rest_runs(numpy_run_without_files):
     assert summary.skipped_datasets == (DATASETS["mnist_2k"].name,)
     report = summary.report_path.read_text()
     assert "## Skipped data sets" in report and "FileNotFoundError" in report
+    assert "**Skipped data sets (1)**: MNIST-2k" in report.split("How to read it")[0]
 
 
+@pytest.mark.slow
 def test_numpy_backend_matches_jax_to_float32_precision(numpy_run_without_files, quick_run):
     numpy_runs = numpy_run_without_files[1]["runs"]
     jax_runs = {r["label"]: r for r in quick_run["final"]
@@ -234,10 +266,8 @@ def test_numpy_backend_matches_jax_to_float32_precision(numpy_run_without_files,
         assert math.isclose(run["final_loss"], twin["final_loss"], rel_tol=1e-5), (run, twin)
 
 
-def test_spec_custom_benchmark_example(tmp_path, monkeypatch, quick_run):
-    from optiscale_jax.benchmark import LargeScaleBenchmark
-    from optiscale_jax.datasets import load_mnist
-
+@pytest.mark.slow
+def test_custom_benchmark_example(tmp_path, monkeypatch, quick_run):
     monkeypatch.chdir(tmp_path)
     benchmark = LargeScaleBenchmark(output_dir="./my_results", progress=False)
     # The spec loads 10-class MNIST (softmax, 7,850 parameters); the quick suite's binary
@@ -259,9 +289,6 @@ def test_spec_custom_benchmark_example(tmp_path, monkeypatch, quick_run):
     # AdamW's decoupled decay moves its fixed point off the L2 problem's optimum.
     assert results["AdamW"]["final_loss"] != results["Adam"]["final_loss"]
     # The test error, recomputed from a rerun of the same (deterministic) training.
-    from optiscale_jax import training
-    from optiscale_jax.problems import make_problem
-
     adam = results["Adam"]
     rerun = training.run(make_problem("logistic", X_train, y_train, 1e-4), "adam",
                          hyperparams={"learning_rate": 0.001}, epochs=20,
@@ -275,6 +302,7 @@ def test_spec_custom_benchmark_example(tmp_path, monkeypatch, quick_run):
     assert math.isclose(adam["final_loss"], float(exact), rel_tol=1e-12)
 
 
+@pytest.mark.slow
 def test_tune_runs_a_grid_sweep_and_reports_the_best_rate(tmp_path):
     plan = campaign.plan_campaign(datasets=["california_housing"], optimizers=["sgd"], epochs=30)
     summary = campaign.run_campaign(plan, output_dir=tmp_path, tune=True, stream=None)
@@ -292,14 +320,18 @@ def test_tune_runs_a_grid_sweep_and_reports_the_best_rate(tmp_path):
         summary.report_path.read_text())
 
 
-def test_corrupt_data_file_is_skipped_with_the_reason(tmp_path):
+def test_corrupt_data_file_stops_the_campaign_or_is_skipped_when_allowed(tmp_path):
     mnist = tmp_path / "data" / "mnist"
     mnist.mkdir(parents=True)
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         (mnist / name).write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
     plan = campaign.plan_campaign(suite="quick", datasets=["mnist_2k"])
+    with pytest.raises(DataUnavailableError, match="t10k-images-idx3-ubyte.gz"):
+        campaign.run_campaign(plan, output_dir=tmp_path / "out", data_dir=tmp_path / "data",
+                              stream=None)
+    assert not (tmp_path / "out").exists()
     summary = campaign.run_campaign(plan, output_dir=tmp_path / "out", data_dir=tmp_path / "data",
-                                    stream=None)
+                                    stream=None, allow_missing_data=True)
     data = load_results(summary.results_path)
     assert data["runs"] == [] and summary.executed_runs == 0
     assert data["skipped"][0]["reason"].startswith("DataFileError")

@@ -17,6 +17,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+import jax
+import psutil
+
 from optiscale_jax.backends import cpu_model
 from optiscale_jax.benchmark.store import utc_now
 
@@ -55,7 +58,7 @@ def git_commit(path: str | os.PathLike | None = None) -> dict[str, Any]:
 
 def _blas_threads() -> list[dict[str, Any]]:
     try:
-        import threadpoolctl
+        import threadpoolctl  # noqa: PLC0415 (optional: a dev dependency)
     except ImportError:
         return []
     return [{"api": info.get("internal_api"), "version": info.get("version"),
@@ -65,14 +68,12 @@ def _blas_threads() -> list[dict[str, Any]]:
 
 def _jax_devices() -> dict[str, Any]:
     try:
-        import jax
-
         devices = jax.devices()
         return {"default_backend": jax.default_backend(),
                 "devices": [str(d) for d in devices],
                 "device_kinds": sorted({d.device_kind for d in devices}),
                 "x64_enabled": bool(jax.config.jax_enable_x64)}
-    except Exception as err:  # noqa: BLE001 (a broken JAX install is itself a fact to record)
+    except Exception as err:  # a broken JAX install is itself a fact to record
         return {"error": f"{type(err).__name__}: {err}"}
 
 
@@ -82,12 +83,7 @@ def environment_record(flags: Mapping[str, Any] | None = None) -> dict[str, Any]
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:
         affinity = None
-    try:
-        import psutil
-
-        total_memory_gb = psutil.virtual_memory().total / 2**30
-    except ImportError:
-        total_memory_gb = None
+    total_memory_gb = psutil.virtual_memory().total / 2**30
     return {
         "recorded_at": utc_now(),
         "python": sys.version.split()[0],

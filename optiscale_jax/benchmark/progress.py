@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TextIO
+
+from optiscale_jax.benchmark.record import RunRecord
 
 __all__ = ["EtaPrinter", "ProgressReporter", "format_duration"]
 
@@ -117,18 +119,17 @@ class ProgressReporter(EtaPrinter):
                  clock: Callable[[], float] = time.monotonic):
         super().__init__(total_runs, stream=stream, clock=clock)
 
-    def run_finished(self, record: Mapping[str, Any]) -> str:
+    def run_finished(self, record: RunRecord) -> str:
         """Counts one executed run and prints its line; returns the line."""
-        status = record.get("status", "?")
-        if status in ("failed",):
-            result = f"FAILED: {record.get('error', '')}"[:160]
+        if record.failed:
+            result = f"FAILED: {record.error or ''}"[:160]
         else:
-            result = (f"{status} | loss {_fmt(record.get('final_loss'))} | "
-                      f"rel.subopt {_fmt(record.get('relative_suboptimality'), '.2e')} | "
-                      f"run {_fmt(record.get('run_time_s'), '.2f')} s + compile "
-                      f"{_fmt(record.get('compile_time_s'), '.2f')} s")
-        return self.step(f"{record.get('dataset')} | {record.get('label', record.get('optimizer'))}"
-                         f" | {result}")
+            compile_s = ("-" if record.backend != "jax"
+                         else f"{_fmt(record.compile_time_s, '.2f')} s")
+            result = (f"{record.status.value} | loss {_fmt(record.final_loss)} | "
+                      f"rel.subopt {_fmt(record.relative_suboptimality, '.2e')} | "
+                      f"run {_fmt(record.run_time_s, '.2f')} s + compile {compile_s}")
+        return self.step(f"{record.dataset} | {record.label or record.optimizer} | {result}")
 
     def run_skipped(self, dataset: str, label: str, why: str = "stored, --resume") -> str:
         """Counts a run that was not executed (already stored) and prints its line."""

@@ -42,9 +42,20 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from optiscale_jax.backends import BACKEND_NAMES
+from optiscale_jax.datasets import (
+    generate_extreme_condition_data,
+    generate_highdim_regression,
+    load_california_housing,
+    load_mnist,
+    spectral_metadata,
+)
+from optiscale_jax.optimizers import OPTIMIZER_NAMES
+
 __all__ = [
-    "DATASETS", "DEFAULT_OPTIMIZERS", "DISPLAY_NAMES", "DatasetSpec", "SUITES", "SuiteEntry",
-    "check_datasets", "check_optimizers", "starting_configs",
+    "BACKENDS", "DATASETS", "DEFAULT_OPTIMIZERS", "DISPLAY_NAMES", "DTYPES", "DatasetSpec",
+    "SUITES", "SuiteEntry", "check_choice", "check_datasets", "check_optimizers",
+    "starting_configs",
 ]
 
 Loaded = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
@@ -52,6 +63,8 @@ Loaded = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
 DISPLAY_NAMES = {"sgd": "SGD", "momentum": "Momentum", "nesterov": "Nesterov", "adam": "Adam",
                  "adamw": "AdamW", "nadam": "NAdam", "rmsprop": "RMSProp", "adagrad": "Adagrad"}
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+BACKENDS: tuple[str, ...] = BACKEND_NAMES    # the one list, from optiscale_jax.backends
+DTYPES: tuple[str, ...] = ("float32", "float64")
 TEST_FRACTION = 0.2
 
 
@@ -86,8 +99,6 @@ def _split(X: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, ...]:
 def _with_train_spectrum(X_train: np.ndarray, metadata: Mapping[str, Any],
                          n_test: int) -> dict[str, Any]:
     """Generator metadata with the spectral figures recomputed on the training rows."""
-    from optiscale_jax.datasets import spectral_metadata
-
     spectral = ("condition_number", "condition_number_nonzero", "rank", "L", "mu", "singular",
                 "sigma_max", "sigma_min", "sigma_min_nonzero", "actual_kappa",
                 "relative_kappa_error", "n_train", "n_test")
@@ -101,8 +112,6 @@ def _with_train_spectrum(X_train: np.ndarray, metadata: Mapping[str, Any],
 
 def _mnist(n_samples: int) -> Callable[[Any, int], Loaded]:
     def load(data_dir: Any, seed: int) -> Loaded:
-        from optiscale_jax.datasets import load_mnist
-
         return load_mnist(n_samples=n_samples, binary_classification=True,
                           test_size=TEST_FRACTION, seed=seed, data_dir=data_dir)
     return load
@@ -113,8 +122,6 @@ def _california(data_dir: Any, seed: int) -> Loaded:
     features being centred too, this is least squares with an intercept (the
     intercept is that mean) without an extra column, so d = 8 and the condition
     number is the standardized features' own."""
-    from optiscale_jax.datasets import load_california_housing
-
     X_train, y_train, X_test, y_test, metadata = load_california_housing(
         data_dir=data_dir, test_size=TEST_FRACTION, standardize=True, seed=seed)
     offset = float(np.mean(y_train))
@@ -125,8 +132,6 @@ def _california(data_dir: Any, seed: int) -> Loaded:
 
 def _highdim(n_samples: int, n_features: int) -> Callable[[Any, int], Loaded]:
     def load(data_dir: Any, seed: int) -> Loaded:
-        from optiscale_jax.datasets import generate_highdim_regression
-
         X, y, _, metadata = generate_highdim_regression(
             n_samples=n_samples, n_features=n_features, condition_number=50.0,
             n_informative=max(n_features // 10, 1), seed=seed, dtype=np.float64)
@@ -139,8 +144,6 @@ def _highdim(n_samples: int, n_features: int) -> Callable[[Any, int], Loaded]:
 
 def _extreme(kappa: float, n_samples: int, n_features: int) -> Callable[[Any, int], Loaded]:
     def load(data_dir: Any, seed: int) -> Loaded:
-        from optiscale_jax.datasets import generate_extreme_condition_data
-
         X, y, metadata = generate_extreme_condition_data(
             target_kappa=kappa, condition_type="exponential", n_samples=n_samples,
             n_features=n_features, seed=seed)
@@ -200,6 +203,13 @@ def _check_choices(values: Sequence[str], choices: Sequence[str], what: str) -> 
     return values
 
 
+def check_choice(value: str, choices: Sequence[str], what: str) -> str:
+    """``value`` when it is one of ``choices``; ValueError naming it and the choices."""
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+    return value
+
+
 def check_datasets(keys: Sequence[str]) -> list[str]:
     """The keys, validated; ValueError naming the bad ones and listing the choices."""
     return _check_choices(keys, list(DATASETS), "dataset")
@@ -207,8 +217,6 @@ def check_datasets(keys: Sequence[str]) -> list[str]:
 
 def check_optimizers(names: Sequence[str]) -> list[str]:
     """Lower-cased optimizer names, validated against ``OPTIMIZER_NAMES``."""
-    from optiscale_jax.optimizers import OPTIMIZER_NAMES
-
     return _check_choices([n.lower() for n in names], OPTIMIZER_NAMES, "optimizer")
 
 

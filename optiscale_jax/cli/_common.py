@@ -29,11 +29,15 @@ API:
   then); JAX's persistent compilation cache switched on (see below);
   :class:`UsageError` (and its subclasses) raised anywhere in ``main``
   printed as one line ``<program>: error: <message>`` on stderr with exit
-  code 2 (the full traceback only with ``--verbose``); Ctrl-C printed as one
-  line with exit code 130.
+  code 2, and an ``OSError`` (a read-only folder, a full disk) as one line
+  with exit code 1 (the full traceback only with ``--verbose``); Ctrl-C
+  printed as one line with exit code 130.
 * Shared flags, defined once here: ``--verbose`` (tracebacks for clear
   errors) and ``--compilation_cache_dir`` (default
-  :func:`default_compilation_cache_dir`; empty string turns the cache off).
+  :func:`default_compilation_cache_dir`; empty string turns the cache off);
+  :func:`define_data_dir` defines ``--data_dir`` for binaries that read the
+  real data sets (idempotent, so several binaries' modules can be imported in
+  one process, e.g. by tests).
 * :class:`UsageError`: a ``ValueError`` for bad input found at validation,
   whose message names the bad value and the fix.
 * :func:`reject_positional(argv)`: UsageError for positional arguments.
@@ -43,6 +47,8 @@ API:
   (``--device_counts=1,x``).
 * :func:`check_int(value, flag, minimum=..., maximum=...)`: one integer-range
   check for flags (``--seed >= 0``, ``--repeats >= 1``).
+* :func:`check_writable_file(path, flag)`: an output file's path, checked
+  before any work (not a folder, its folder writable).
 * :func:`configure_compilation_cache(path)` and
   :func:`default_compilation_cache_dir` (``$OPTISCALE_CACHE_DIR/jax_compilation``,
   else ``$XDG_CACHE_HOME/optiscale_jax/jax_compilation``, else
@@ -72,7 +78,9 @@ __all__ = [
     "EtaPrinter",
     "UsageError",
     "check_int",
+    "check_writable_file",
     "configure_compilation_cache",
+    "define_data_dir",
     "default_compilation_cache_dir",
     "format_duration",
     "parse_float_list",
@@ -86,6 +94,7 @@ __all__ = [
 FLAGS = flags.FLAGS
 HELP_ARGS = ("-h", "--help", "-help", "--helpshort", "-helpshort")
 HELPFULL_ARGS = ("--helpfull", "-helpfull")
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -97,6 +106,15 @@ _CACHE_DIR = flags.DEFINE_string(
     "from there). Default: $OPTISCALE_CACHE_DIR/jax_compilation, else "
     "$XDG_CACHE_HOME/optiscale_jax/jax_compilation, else ~/.cache/optiscale_jax/"
     "jax_compilation. An empty value turns the cache off.")
+
+
+def define_data_dir() -> None:
+    """Defines ``--data_dir`` once for every binary that reads MNIST / California Housing."""
+    if "data_dir" not in FLAGS:
+        flags.DEFINE_string(
+            "data_dir", None, "Folder holding mnist/ and california_housing/. Default: "
+            "$OPTISCALE_DATA_DIR, then the user cache (a relative path is taken from the "
+            "current folder; messages show it absolute).")
 
 
 class UsageError(ValueError):
@@ -155,6 +173,20 @@ def parse_int_list(text: Any, flag: str, *, minimum: int | None = None,
 def parse_float_list(text: Any, flag: str) -> list[float]:
     """``"1e-3,0.01"`` -> ``[0.001, 0.01]``; UsageError naming a non-numeric item."""
     return _parse_numbers(text, flag, float, "1e-3,1e-2")
+
+
+def check_writable_file(path: str | os.PathLike, flag: str) -> pathlib.Path:
+    """The absolute path of an output file, checked before any work: UsageError when it is
+    a folder or its folder cannot be created or written."""
+    target = pathlib.Path(path).expanduser().resolve()
+    if target.is_dir():
+        raise UsageError(f"--{flag}={target} is a folder; give a file path")
+    existing = target.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--{flag}={target}: {existing} is not a writable folder")
+    return target
 
 
 # ----------------------------------------------------------------------------- runtime
@@ -240,6 +272,11 @@ def _wrap(main: Callable[[list[str]], int | None], program: str
                 traceback.print_exc()
             print(f"{program}: error: {err}", file=sys.stderr, flush=True)
             sys.exit(EXIT_USAGE)
+        except OSError as err:  # a read-only folder, a full disk: the system's own words
+            if _VERBOSE.value:
+                traceback.print_exc()
+            print(f"{program}: error: {err}", file=sys.stderr, flush=True)
+            sys.exit(EXIT_FAILURE)
         except KeyboardInterrupt:
             print(f"{program}: interrupted (Ctrl-C); partial results written so far are kept",
                   file=sys.stderr, flush=True)
