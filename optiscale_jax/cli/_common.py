@@ -285,7 +285,8 @@ def _wrap(main: Callable[[list[str]], int | None], program: str
 
 
 def run_app(main: Callable[[list[str]], int | None], *, doc: str | None = None,
-            argv: Sequence[str] | None = None, main_module: str | None = None) -> NoReturn:
+            argv: Sequence[str] | None = None, main_module: str | None = None,
+            program: str | None = None) -> NoReturn:
     """Runs ``main`` as an absl app with this module's conventions (module docstring).
 
     Args:
@@ -294,6 +295,7 @@ def run_app(main: Callable[[list[str]], int | None], *, doc: str | None = None,
       argv: the command line (default ``sys.argv``).
       main_module: the module that defines the binary's flags (``--help`` lists them;
         default: ``main``'s module).
+      program: the name error lines start with (default: from ``argv[0]``).
     """
     argv = list(sys.argv if argv is None else argv)
     quiet_platform_probe_logs()
@@ -302,5 +304,5 @@ def run_app(main: Callable[[list[str]], int | None], *, doc: str | None = None,
         _print_help(doc, True, module)
     if any(arg in HELP_ARGS for arg in argv[1:]):
         _print_help(doc, False, module)
-    app.run(_wrap(main, _program(argv)), argv=argv)
+    app.run(_wrap(main, program or _program(argv)), argv=argv)
     raise AssertionError("absl's app.run returned")  # pragma: no cover (it always exits)

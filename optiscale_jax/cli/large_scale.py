@@ -128,7 +128,7 @@ def main(argv: list[str]) -> int:
 def run() -> None:
     """Console-script entry point (``optiscale-bench``)."""
     define_flags()
-    _common.run_app(main, doc=__doc__)
+    _common.run_app(main, doc=__doc__, program="optiscale-bench")
 
 
 if __name__ == "__main__":

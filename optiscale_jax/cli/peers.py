@@ -430,7 +430,7 @@ def main(argv: list[str]) -> None:
 def run() -> None:
     """Console-script entry point (``optiscale-peers``)."""
     define_flags()
-    _common.run_app(main, doc=__doc__)
+    _common.run_app(main, doc=__doc__, program="optiscale-peers")
 
 
 if __name__ == "__main__":
