@@ -3,6 +3,7 @@ against the real state, and the whole-run estimate against a measured host peak.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import os
@@ -16,17 +17,21 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from optiscale_jax import training
+from optiscale_jax.datasets import as_aligned
 from optiscale_jax.optimizers import get_optimizer
 from optiscale_jax.problems import make_problem
 from optiscale_jax.profiling import (
     MemoryTracker,
+    OptimizerProfiler,
     engine_device_arrays,
     estimate_optimizer_memory,
     estimate_training_memory,
 )
-from optiscale_jax.training import batch_plan, build_program
+from optiscale_jax.profiling._host_memory import current_rss_bytes
+from optiscale_jax.training import batch_plan, build_program, objectives
 from optiscale_jax.training.engine import resolve_optimizer
-from optiscale_jax.training.objectives import choose_kernel, prepare
+from optiscale_jax.training.objectives import choose_kernel, data_layout, prepare
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MIB = 2**20
@@ -132,13 +137,49 @@ def test_engine_layout_matches_prepare(kind, n, d, kernel):
     assert sorted(map(str, real)) == sorted(str((v.shape, v.dtype)) for v in modelled.values())
 
 
+def test_layout_predicts_which_arrays_share_the_problems_memory():
+    """An aligned float32 X is used in place by a float32 run on the CPU device; a float64 X
+    is copied once (cast); a full-batch quadratic run does not place X at all."""
+    rng = np.random.default_rng(0)
+    X32 = as_aligned(rng.standard_normal((64, 8)), np.float32)
+    y = rng.standard_normal(64).astype(np.float32)
+    shared = make_problem("least_squares", X32, y)
+    for problem, batch, expect_shared in ((shared, True, True),
+                                          (make_problem("least_squares", X32.astype(float), y),
+                                           True, False)):
+        layout = data_layout(problem, "float32", "generic", full_batch=not batch)
+        data = prepare(problem, "float32", "generic", full_batch=not batch).data
+        assert ("X" in layout.shared) == expect_shared
+        assert (data.X.unsafe_buffer_pointer() == problem.X.ctypes.data) == expect_shared
+        assert layout.new_bytes == sum(leaf.nbytes for name, leaf in (("X", data.X), ("y", data.y))
+                                       if name not in layout.shared)
+    quadratic = prepare(shared, "float32", "quadratic", full_batch=True)
+    assert quadratic.data.X.shape == (0, 8)
+    assert prepare(shared, "float32", "quadratic", full_batch=False).data.X.shape == (64, 8)
+
+
+def test_auto_kernel_prefers_fused_unless_memory_is_short(monkeypatch):
+    problem = _small_problem("logistic", 300, 20, zero_columns=5)
+    assert choose_kernel(problem) == "fused"
+    x_bytes = 300 * 20 * 4
+    margin = objectives.MEMORY_MARGIN_BYTES
+    # room for the 15 nonzero columns' copy but not for X^T: the smaller exact kernel
+    monkeypatch.setattr(objectives, "available_bytes",
+                        lambda: int((margin + 0.8 * x_bytes) / objectives.MEMORY_MARGIN_FRACTION))
+    assert choose_kernel(problem) == "fused_nonzero"
+    monkeypatch.setattr(objectives, "available_bytes", lambda: 0)
+    assert choose_kernel(problem) == "generic"
+    with pytest.raises(MemoryError, match=r"GiB is available.*Fix: pass X as an aligned"):
+        training.run(problem, "sgd", epochs=1, kernel="fused")
+
+
 @pytest.mark.parametrize("zero_columns,kernel", [(0, "fused"), (3, "fused_nonzero")])
 def test_training_estimate_program_matches_engine_program(zero_columns, kernel):
     """The estimate's memory analysis is the one of the engine's real program on the real data."""
     problem = _small_problem("logistic", 300, 20, zero_columns=zero_columns)
-    estimate = estimate_training_memory(problem, "adam", epochs=7)
-    assert estimate["kernel"] == choose_kernel(problem) == kernel
-    prepared = prepare(problem, "float32", choose_kernel(problem))
+    estimate = estimate_training_memory(problem, "adam", epochs=7, kernel=kernel)
+    assert estimate["kernel"] == choose_kernel(problem, kernel) == kernel
+    prepared = prepare(problem, "float32", kernel)
     _, _, factory = resolve_optimizer("adam", None)
     program = build_program(prepared.objective, lambda hyper: factory(), epochs=7,
                             plan=batch_plan(300, None), divergence_factor=1e6)
@@ -184,12 +225,6 @@ SYNTHETIC_SHAPE = (1_000, 10_000)   # n x d: float64 X is 76 MiB, far above the 
 def _worker(cases: list[str], data_dir: str) -> dict:
     """Runs in a fresh process: per case, a baseline, the data, one profiled Adam run
     through the engine, then the estimate."""
-    import gc
-
-    from optiscale_jax import training
-    from optiscale_jax.profiling import OptimizerProfiler
-    from optiscale_jax.profiling._host_memory import current_rss_bytes
-
     # Baseline: Python + NumPy + JAX with its CPU client up and the engine compiled and
     # run once on a tiny problem, so one-off start-up costs (backend client,
     # LLVM/XLA initialisation) are not charged to the data. The baseline is VmRSS read

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from optiscale_jax.datasets import singular_values
+from optiscale_jax.datasets import cached_singular_values
 from optiscale_jax.problems import _cache, _solvers
 from optiscale_jax.problems import _objectives as obj
 from optiscale_jax.problems._validation import check_kind, check_l2, check_X, check_y
@@ -27,10 +27,12 @@ _CURVATURE_BOUND = {"least_squares": 1.0, "ridge": 1.0, "logistic": 0.25, "softm
 
 
 class Optimum(NamedTuple):
-    """Exact minimiser ``w_star`` and minimum ``f_star`` (float64) of a Problem.
+    """Minimiser ``w_star`` and minimum ``f_star`` (float64) of a Problem, with its certificate.
 
-    ``method`` names the solver, ``grad_norm`` is ||grad f(w*)||_2 and
-    ``from_cache`` says whether the value was read from the on-disk cache.
+    ``method`` names the solver, ``grad_norm`` is ||grad f(w*)||_2, ``from_cache`` says
+    whether the value was read from the on-disk cache. ``mu`` is the strong-convexity
+    constant the solver knew (0: none) and ``gap_bound = grad_norm^2 / (2 mu)`` bounds
+    ``f(w_star) - min f`` (inf when mu = 0).
     """
 
     w_star: np.ndarray
@@ -38,6 +40,8 @@ class Optimum(NamedTuple):
     method: str
     grad_norm: float
     from_cache: bool
+    mu: float = 0.0
+    gap_bound: float = float("inf")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -49,6 +53,12 @@ class Problem:
     that the same problem evaluates mini-batches; with ``xp=jax.numpy`` they are
     pure and jittable, with ``xp=numpy`` or ``cupy`` they run on those arrays.
 
+    ``X`` is the caller's float32 / float64 array itself (a read-only view, no copy) when
+    it is C-contiguous; ``singular_values`` (descending, float64) is X's spectrum when the
+    data's construction knows it (generators), so no SVD is ever taken of such data;
+    ``recipe`` is a string naming how the data was generated (cache keys use it instead of
+    hashing every byte).
+
     Hashing and equality are by identity (``eq=False``), so a Problem can be a
     static argument of ``jax.jit``.
     """
@@ -58,6 +68,8 @@ class Problem:
     y: np.ndarray
     l2: float
     n_classes: int | None = None
+    singular_values: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    recipe: str | None = None
 
     @property
     def n_samples(self) -> int:
@@ -95,8 +107,25 @@ class Problem:
         return float(self.loss(np.asarray(w, dtype=np.float64), self.X, self.y, xp=np))
 
     @functools.cached_property
+    def fingerprint(self) -> str:
+        """Key of the data (hex): the recipe plus a cheap sample when there is a recipe,
+        else SHA-256 of every byte of X and y (computed once per Problem)."""
+        return _cache.data_fingerprint(self.X, self.y, self.recipe)
+
+    def spectrum(self, cache_dir: str | os.PathLike | None = None) -> np.ndarray:
+        """Singular values of X, descending (float64): the construction's when known, else one
+        SVD per data set, cached on disk under ``spectra/`` by :attr:`fingerprint`."""
+        if self.singular_values is not None:
+            return np.asarray(self.singular_values, np.float64)
+        return self._measured_spectrum(cache_dir)
+
+    def _measured_spectrum(self, cache_dir: str | os.PathLike | None) -> np.ndarray:
+        key = f"{self.fingerprint}-{self.X.dtype}"
+        return np.sort(cached_singular_values(self.X, key=key, cache_dir=cache_dir))[::-1]
+
+    @functools.cached_property
     def _sigma_range(self) -> tuple[float, float]:
-        s = singular_values(self.X)
+        s = self.spectrum()
         sigma_min = float(s[-1]) if s.size == self.n_features else 0.0
         return float(s[0]), sigma_min
 
@@ -104,7 +133,7 @@ class Problem:
         """Upper bound L on the Hessian's largest eigenvalue (gradient Lipschitz constant).
 
         ``L = c * sigma_max(X)^2 / n + l2`` with c = 1 (squares), 1/4 (logistic), 1/2 (softmax).
-        Exact for quadratics.
+        Exact for quadratics. From :meth:`spectrum` (no SVD for generated data).
         """
         sigma_max, _ = self._sigma_range
         return _CURVATURE_BOUND[self.kind] * sigma_max**2 / self.n_samples + self.l2
@@ -121,55 +150,80 @@ class Problem:
         return self.l2
 
     def cache_key(self) -> str:
-        """SHA-256 of the data and settings that define the optimum."""
-        return _cache.problem_key(self.kind, self.X, self.y, self.l2, self.n_classes)
+        """Key of the optimum: the data's :attr:`fingerprint` plus the problem's settings."""
+        return _cache.problem_key(self.kind, self.fingerprint, self.X.shape, self.l2,
+                                  self.n_classes)
 
     def optimum(self, cache_dir: str | os.PathLike | None = None) -> Optimum:
-        """Exact ``(w*, f*)`` in float64, read from the on-disk cache or solved and stored.
+        """Certified ``(w*, f*)`` in float64, read from the on-disk cache or solved and stored.
 
         Cache folder: ``cache_dir``, else ``$OPTISCALE_CACHE_DIR``, else the user
         cache (``~/.cache/optiscale_jax``); subfolder ``optima/``, one file per
-        :meth:`cache_key`. Solvers: see ``optiscale_jax.problems._solvers``.
+        :meth:`cache_key`. Solvers and certificates: ``optiscale_jax.problems._solvers``.
         """
         path = _cache.optimum_path(self.cache_key(), cache_dir)
         entry = _cache.load(path)
-        if entry is not None and entry["w_star"].shape == self.param_shape:
-            return Optimum(entry["w_star"], entry["f_star"], entry["method"],
-                           entry["grad_norm"], True)
+        if entry is not None and entry.w_star.shape == self.param_shape:
+            return Optimum(*entry[:4], True, *entry[4:])
         result = self._solve()
-        _cache.store(path, result.w_star, result.f_star, result.method, result.grad_norm)
-        return Optimum(result.w_star, result.f_star, result.method, result.grad_norm, False)
+        entry = _cache.Entry(result.w_star, result.f_star, result.method, result.grad_norm,
+                             result.mu, result.gap_bound)
+        _cache.store(path, entry)
+        return Optimum(*entry[:4], False, *entry[4:])
+
+    def _quadratic_mu(self) -> float:
+        """sigma_min^2 / n + l2 when the spectrum is known without an SVD, else l2."""
+        if self.singular_values is None:
+            return self.l2
+        return self.strong_convexity()
 
     def _solve(self) -> _solvers.SolverResult:
+        X64 = np.asarray(self.X, dtype=np.float64)   # the float64 objective (a copy if float32)
         if self.kind == "least_squares":
-            return _solvers.solve_least_squares(self.X, self.y)
+            return _solvers.solve_least_squares(X64, self.y, mu=self._quadratic_mu())
         if self.kind == "ridge":
-            return _solvers.solve_ridge(self.X, self.y, self.l2)
+            return _solvers.solve_ridge(X64, self.y, self.l2, mu=self._quadratic_mu())
         if self.kind == "logistic":
-            return _solvers.solve_logistic(self.X, self.y, self.l2)
-        return _solvers.solve_softmax(self.X, self.y, self.l2, int(self.n_classes))
+            return _solvers.solve_logistic(X64, self.y, self.l2)
+        return _solvers.solve_softmax(X64, self.y, self.l2, int(self.n_classes),
+                                      X_products=np.asarray(self.X, np.float32))
 
 
 def make_problem(kind: str, X: Any, y: Any, l2: float = 0.0, *,
-                 n_classes: int | None = None) -> Problem:
+                 n_classes: int | None = None, singular_values: Any = None,
+                 recipe: str | None = None) -> Problem:
     """Build a validated :class:`Problem`.
 
     Args:
       kind: ``"least_squares"``, ``"ridge"``, ``"logistic"`` or ``"softmax"``.
-      X: features, shape (n, d); stored as a float64 copy. Must be finite.
+      X: features, shape (n, d). A C-contiguous float32 / float64 array is kept as a
+        read-only view (no copy); anything else is converted once to float64. Must be finite.
       y: targets, shape (n,): real values (least squares / ridge), labels in {0, 1}
         (logistic) or integer classes 0..k-1 (softmax). Must be finite.
       l2: the L2 coefficient lambda in ``(lambda/2) ||w||^2``; 0 for least squares,
         > 0 for ridge, >= 0 for logistic / softmax.
       n_classes: softmax only; defaults to ``max(y) + 1``.
+      singular_values: X's singular values when known from its construction (e.g.
+        ``metadata["singular_values"]`` of the generators); min(n, d) values.
+      recipe: how X and y were generated (e.g. ``metadata["recipe"]``), used for cache keys.
 
     Raises:
       ValueError: naming the bad value and the fix.
     """
     kind = check_kind(kind)
     l2_value = check_l2(kind, l2)
-    X64 = check_X(X)
-    y_checked, k = check_y(kind, y, X64.shape[0], n_classes)
-    X64.setflags(write=False)
+    X_view = check_X(X)
+    y_checked, k = check_y(kind, y, X_view.shape[0], n_classes)
     y_checked.setflags(write=False)
-    return Problem(kind=kind, X=X64, y=y_checked, l2=l2_value, n_classes=k)
+    sigma = None
+    if singular_values is not None:
+        sigma = np.sort(np.asarray(singular_values, np.float64).ravel())[::-1]
+        if sigma.size != min(X_view.shape) or not np.all(np.isfinite(sigma)) or sigma[-1] < 0:
+            raise ValueError(f"singular_values must be {min(X_view.shape)} finite values >= 0 "
+                             f"(min(n, d) for X of shape {X_view.shape}), got {sigma.size}; "
+                             "pass the generator's metadata['singular_values'] or None")
+        sigma.setflags(write=False)
+    if recipe is not None and not isinstance(recipe, str):
+        raise ValueError(f"recipe must be a string or None, got {type(recipe).__name__}")
+    return Problem(kind=kind, X=X_view, y=y_checked, l2=l2_value, n_classes=k,
+                   singular_values=sigma, recipe=recipe)

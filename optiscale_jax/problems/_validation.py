@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from optiscale_jax.datasets import as_aligned
+
 PROBLEM_KINDS = ("least_squares", "ridge", "logistic", "softmax")
 
 
@@ -33,6 +35,34 @@ def check_l2(kind: str, l2: Any) -> float:
     return value
 
 
+_CHECK_BLOCK_VALUES = 1 << 22   # values per block of the finiteness scan (16-32 MiB of data)
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check_finite_2d(arr: np.ndarray, name: str) -> None:
+    """ValueError at the first NaN/Inf of a 2-D array, scanned in row blocks (no full-size mask)."""
+    step = max(1, _CHECK_BLOCK_VALUES // max(arr.shape[1], 1))
+    for start in range(0, arr.shape[0], step):
+        block = arr[start:start + step]
+        if np.isfinite(block).all():
+            continue
+        bad_count = sum(int((~np.isfinite(arr[i:i + step])).sum())
+                        for i in range(0, arr.shape[0], step))
+        i, j = np.argwhere(~np.isfinite(block))[0]
+        raise ValueError(f"{name} contains {bad_count} non-finite value(s) (NaN/Inf), first "
+                         f"at {name}[{start + i}, {j}] = {block[i, j]}; drop or impute those "
+                         "entries first")
+
+
+def _check_shape_2d(arr: np.ndarray, name: str) -> None:
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}; "
+                         "reshape a single feature with X.reshape(-1, 1)")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); it needs at least one row "
+                         "(sample) and one column (feature)")
+
+
 def finite_matrix(X: Any, name: str = "X", copy: bool = False) -> np.ndarray:
     """X as a finite float64 (n, d) array with n, d >= 1 (a copy when `copy`)."""
     try:
@@ -40,18 +70,35 @@ def finite_matrix(X: Any, name: str = "X", copy: bool = False) -> np.ndarray:
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name} must be a numeric 2-D array (n_samples, n_features); could not "
                          f"convert it ({err})") from None
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}; "
-                         "reshape a single feature with X.reshape(-1, 1)")
-    if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"{name} is empty (shape {arr.shape}); it needs at least one row "
-                         "(sample) and one column (feature)")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
-        raise ValueError(f"{name} contains {int(bad.sum())} non-finite value(s) (NaN/Inf), first "
-                         f"at {name}[{i}, {j}] = {arr[i, j]}; drop or impute those entries first")
+    _check_shape_2d(arr, name)
+    _check_finite_2d(arr, name)
     return arr
+
+
+def data_matrix(X: Any, name: str = "X") -> np.ndarray:
+    """X as a finite (n, d) float32 or float64 array, without copying when it already is one.
+
+    A C-contiguous float32 / float64 array is checked in place and returned as a read-only
+    view (the caller's array stays writable; the view shares its memory). Anything else
+    (other dtypes, other layouts) is converted once to an aligned C-contiguous float64 array
+    (see ``optiscale_jax.datasets.as_aligned``).
+    """
+    arr = X if isinstance(X, np.ndarray) else None
+    if arr is None or arr.dtype not in FLOAT_DTYPES or not arr.flags.c_contiguous:
+        try:
+            source = np.asarray(X)
+            if not (np.issubdtype(source.dtype, np.number) or source.dtype == np.bool_):
+                raise TypeError(f"dtype {source.dtype} is not numeric")
+            target = source.dtype if source.dtype in FLOAT_DTYPES else np.float64
+            arr = as_aligned(source, target) if source.ndim == 2 else source.astype(target)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name} must be a numeric 2-D array (n_samples, n_features); could "
+                             f"not convert it ({err})") from None
+    _check_shape_2d(arr, name)
+    _check_finite_2d(arr, name)
+    view = arr.view()
+    view.setflags(write=False)
+    return view
 
 
 def finite_vector(y: Any, n_samples: int, name: str = "y") -> np.ndarray:
@@ -76,7 +123,7 @@ def finite_vector(y: Any, n_samples: int, name: str = "y") -> np.ndarray:
 
 
 def check_X(X: Any) -> np.ndarray:
-    return finite_matrix(X, copy=True)  # the Problem owns its data
+    return data_matrix(X)
 
 
 def check_y(kind: str, y: Any, n_samples: int, n_classes: int | None) -> tuple[np.ndarray, int | None]:

@@ -29,7 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optiscale_jax.problems import ProblemLike
 from optiscale_jax.profiling import _sync
+from optiscale_jax.training import TrainData, batch_plan, build_program
+from optiscale_jax.training.engine import precision, resolve_optimizer
+from optiscale_jax.training.objectives import data_layout, prepare
 
 MIB = float(2**20)
 
@@ -161,76 +165,30 @@ def estimate_optimizer_memory(n_params: int, optimizer_type: str, dtype: Any = "
 
 
 # ---------------------------------------------------------------------------- whole run
-def engine_device_arrays(problem: Any, kernel: str, dtype: str) -> dict[str, jax.ShapeDtypeStruct]:
-    """Shapes of the arrays ``training.objectives.prepare`` puts on the device.
-
-    X (n, d) and y (n,) in ``dtype`` (softmax labels stay integers); the
-    "fused" kernel adds X^T (d, n); the "fused_nonzero" kernel adds the indices
-    of X's nonzero columns (d_nz,) int32 and those columns X_nonzero (n, d_nz);
-    the "quadratic" kernel adds the Hessian (d, d), w_ref and g_ref (d,) and
-    f_ref (). A test checks this against ``prepare``'s real output for every kernel.
-    """
-    n, d = problem.X.shape
-    float_dtype = np.dtype(dtype)
-    if problem.kind == "softmax":
-        label_dtype = np.dtype(np.int64 if float_dtype.itemsize == 8 else np.int32)
-    else:
-        label_dtype = float_dtype
-    arrays = {"X": jax.ShapeDtypeStruct((n, d), float_dtype),
-              "y": jax.ShapeDtypeStruct((n,), label_dtype)}
-    if kernel == "fused":
-        arrays["X^T"] = jax.ShapeDtypeStruct((d, n), float_dtype)
-    elif kernel == "fused_nonzero":
-        d_nonzero = _n_nonzero_columns(problem)
-        arrays["columns"] = jax.ShapeDtypeStruct((d_nonzero,), np.dtype(np.int32))
-        arrays["X_nonzero"] = jax.ShapeDtypeStruct((n, d_nonzero), float_dtype)
-    elif kernel == "quadratic":
-        arrays.update({"hessian": jax.ShapeDtypeStruct((d, d), float_dtype),
-                       "w_ref": jax.ShapeDtypeStruct((d,), float_dtype),
-                       "g_ref": jax.ShapeDtypeStruct((d,), float_dtype),
-                       "f_ref": jax.ShapeDtypeStruct((), float_dtype)})
-    return arrays
+def engine_device_arrays(problem: ProblemLike, kernel: str, dtype: str, *,
+                         full_batch: bool = True) -> dict[str, jax.ShapeDtypeStruct]:
+    """Shapes of the arrays ``training.objectives.prepare`` puts on the device, as
+    ``training.objectives.data_layout`` describes them (the engine's own account)."""
+    return dict(data_layout(problem, dtype, kernel, full_batch=full_batch).device)
 
 
-def _n_nonzero_columns(problem: Any) -> int:
-    """How many columns of X ``training.objectives.nonzero_columns`` keeps."""
-    from optiscale_jax.training.objectives import nonzero_columns  # noqa: PLC0415
-
-    return int(nonzero_columns(problem.X).size)
-
-
-def _host_extra_bytes(problem: Any, kernel: str, dtype: str) -> int:
-    """Bytes of the host arrays ``prepare`` derives before the transfer."""
-    n, d = problem.X.shape
-    if kernel == "fused":
-        return n * d * np.dtype(dtype).itemsize          # np.ascontiguousarray(X.T, dtype)
-    if kernel == "fused_nonzero":                          # X[:, columns] in X's own dtype
-        d_nonzero = _n_nonzero_columns(problem)
-        return n * d_nonzero * np.asarray(problem.X).itemsize + 4 * d_nonzero
-    if kernel == "quadratic":
-        return (d * d + 2 * d + 1) * 8                   # hessian, w_ref, g_ref, f_ref
-    return 0
-
-
-def _engine_objective(problem: Any, kernel: str, dtype: str) -> Any:
+def _engine_objective(problem: ProblemLike, kernel: str, dtype: str) -> Any:
     """The engine's Objective for ``problem``, built by ``prepare`` on a few rows.
 
     The objective functions depend on the problem's kind and L2 only (the data
     are arguments), so a row subset (a view) gives the same functions without
     copying the data: 8 rows, or 2d for the quadratic kernel (its precondition).
     """
-    from optiscale_jax.training.objectives import prepare  # noqa: PLC0415
-
     rows = 2 * problem.X.shape[1] + 2 if kernel == "quadratic" else 8
     rows = min(rows, problem.X.shape[0])
     stand_in = dataclasses.replace(problem, X=problem.X[:rows], y=problem.y[:rows])
     return prepare(stand_in, dtype, kernel).objective
 
 
-def estimate_training_memory(problem: Any, optimizer_type: Any = "adam", *, epochs: int = 100,
-                             dtype: str = "float32", batch_size: int | None = None,
-                             kernel: str = "auto", hyperparams: dict[str, Any] | None = None,
-                             ) -> dict[str, Any]:
+def estimate_training_memory(problem: ProblemLike, optimizer_type: Any = "adam", *,
+                             epochs: int = 100, dtype: str = "float32",
+                             batch_size: int | None = None, kernel: str = "auto",
+                             hyperparams: dict[str, Any] | None = None) -> dict[str, Any]:
     """Memory of ``training.run(problem, optimizer_type, epochs=..., dtype=..., ...)``.
 
     ``optimizer_type`` is a name (with ``hyperparams``) or an optax
@@ -239,21 +197,18 @@ def estimate_training_memory(problem: Any, optimizer_type: Any = "adam", *, epoc
     Model (bytes; every term computed from shapes, none measured):
 
     * host data: the Problem's own ``X`` and ``y`` (held by the caller);
-    * setup peak: host data + the host arrays ``prepare`` derives (X^T in the
-      training dtype for the fused kernel, the float64 Hessian for the quadratic one) + the
-      device data (``engine_device_arrays``) + two host staging copies of
-      the largest device array: the engine converts with
-      ``jnp.asarray(np.asarray(x, dtype))``, NumPy's cast is one copy and
-      JAX's host-to-device transfer holds another while it copies (measured
-      on jax 0.10.2's CPU client: converting a 76 MiB float32 array raises the
-      peak by 153 MiB);
-    * run peak: host data + the compiled program's
-      ``argument + output - alias + temp`` bytes from
-      ``jit(program).lower(...).compile().memory_analysis()`` (its arguments
-      are the device data and parameters; its temporaries hold the optimizer
-      state, gradients and every intermediate);
+    * the copies the engine makes, from ``training.objectives.data_layout``: every device
+      array that does not share the Problem's memory (``new_bytes``; on a CPU device an
+      aligned X of the training dtype is shared, so a generic run makes no copy of X) and
+      the host temporaries of the set-up (``host_temp_bytes``);
+    * setup peak: host data + new bytes + host temporaries;
+    * run peak: host data + the compiled program's ``argument + output - alias + temp``
+      bytes from ``jit(program).lower(...).compile().memory_analysis()`` less the device
+      arrays that are the host data itself (its arguments are the device data and
+      parameters; its temporaries hold the optimizer state, gradients and every
+      intermediate);
     * peak = max(setup peak, run peak) on a CPU device (one memory); on an
-      accelerator the host peak is the setup's host part and the device peak
+      accelerator the host peak is host data + temporaries and the device peak
       is the program's bytes.
 
     Left out: the XLA compiler's own working memory while compiling (measured
@@ -264,21 +219,17 @@ def estimate_training_memory(problem: Any, optimizer_type: Any = "adam", *, epoc
       breakdown (``params_bytes``, ``state_bytes``, ``gradient_bytes``), the
       kernel, and ``host_bytes`` / ``device_bytes`` / ``total_bytes``.
     """
-    from optiscale_jax.training import batch_plan, build_program  # noqa: PLC0415
-    from optiscale_jax.training.engine import precision, resolve_optimizer  # noqa: PLC0415
-    from optiscale_jax.training.objectives import choose_kernel  # noqa: PLC0415
-
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs={epochs!r}: must be a positive integer")
     resolved = _check_dtype(dtype)
-    chosen = choose_kernel(problem, kernel)
     _, _, factory = resolve_optimizer(optimizer_type, hyperparams)
     plan = batch_plan(problem.n_samples, batch_size)
-    device_arrays = engine_device_arrays(problem, chosen, resolved.name)
+    layout = data_layout(problem, resolved.name, kernel, full_batch=plan.full_batch)
+    chosen = layout.kernel
+    device_arrays = dict(layout.device)
     device_data_bytes = tree_bytes(device_arrays)
-    staging_bytes = 2 * max(tree_bytes(leaf) for leaf in device_arrays.values())
+    shared_bytes = tree_bytes([device_arrays[name] for name in layout.shared])
     host_data_bytes = int(problem.X.nbytes + problem.y.nbytes)
-    host_extra_bytes = _host_extra_bytes(problem, chosen, resolved.name)
 
     with precision(resolved.name):
         objective = _engine_objective(problem, chosen, resolved.name)
@@ -292,8 +243,6 @@ def estimate_training_memory(problem: Any, optimizer_type: Any = "adam", *, epoc
             extra = {key: device_arrays[key] for key in extra_keys}
         else:
             extra = ()
-        from optiscale_jax.training import TrainData  # noqa: PLC0415
-
         data = TrainData(device_arrays["X"], device_arrays["y"], extra)
         seed = jax.ShapeDtypeStruct((), jnp.uint32)
         analysis = jax.jit(program).lower(params, data, seed, ()).compile().memory_analysis()
@@ -301,9 +250,9 @@ def estimate_training_memory(problem: Any, optimizer_type: Any = "adam", *, epoc
 
     program_bytes = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes
                      - analysis.alias_size_in_bytes + analysis.temp_size_in_bytes)
-    setup_host = host_data_bytes + host_extra_bytes + staging_bytes
-    setup_peak = setup_host + device_data_bytes
-    run_peak = host_data_bytes + program_bytes
+    setup_host = host_data_bytes + layout.host_temp_bytes
+    setup_peak = setup_host + layout.new_bytes
+    run_peak = host_data_bytes + program_bytes - shared_bytes
     on_cpu = jax.devices()[0].platform == "cpu"
     if on_cpu:
         host_bytes, device_bytes = max(setup_peak, run_peak), 0
@@ -318,8 +267,9 @@ def estimate_training_memory(problem: Any, optimizer_type: Any = "adam", *, epoc
         "n_samples": problem.n_samples,
         "n_features": problem.n_features,
         "host_data_bytes": host_data_bytes,
-        "host_extra_bytes": host_extra_bytes,
-        "staging_bytes": staging_bytes,
+        "new_bytes": int(layout.new_bytes),
+        "host_temp_bytes": int(layout.host_temp_bytes),
+        "shared_arrays": list(layout.shared),
         "device_data_bytes": device_data_bytes,
         "device_arrays": {key: (tuple(v.shape), str(v.dtype)) for key, v in device_arrays.items()},
         "params_bytes": params_bytes,
@@ -404,7 +354,7 @@ class MemoryTracker:
         return estimate_optimizer_memory(n_params, optimizer_type, dtype, **hyperparams)
 
     @staticmethod
-    def estimate_training_memory(problem: Any, optimizer_type: str = "adam",
+    def estimate_training_memory(problem: ProblemLike, optimizer_type: str = "adam",
                                  **options: Any) -> dict[str, Any]:
         """See :func:`estimate_training_memory`."""
         return estimate_training_memory(problem, optimizer_type, **options)

@@ -35,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optiscale_jax.datasets import as_aligned
+from optiscale_jax.optimizers import default_hyperparams, get_optimizer
 from optiscale_jax.training import events
 from optiscale_jax.training.batching import BatchPlan, batch_plan, permutation_in_program, seed_key
 from optiscale_jax.training.result import RunResult, make_result
@@ -250,11 +252,15 @@ def execute(function: Callable[..., Any], *args: Any, epochs: int, repeats: int 
 
 
 def cast_tree(tree: Params, dtype: str) -> Params:
-    """Every floating leaf as a JAX array of `dtype` (other leaves as JAX arrays, unchanged)."""
+    """Every floating leaf as a JAX array of `dtype` (other leaves as JAX arrays, unchanged).
+
+    A host leaf is placed with `jax.device_put` after at most one aligned cast copy
+    (`datasets.as_aligned`), so on a CPU device an aligned leaf of `dtype` is used in place.
+    """
     def cast(leaf: Any) -> jax.Array:
         if isinstance(leaf, (np.ndarray, np.generic, float)) and \
                 np.issubdtype(np.asarray(leaf).dtype, np.floating):
-            return jnp.asarray(np.asarray(leaf, dtype))
+            return jax.device_put(as_aligned(np.asarray(leaf), dtype))
         leaf = jnp.asarray(leaf)
         if jnp.issubdtype(leaf.dtype, jnp.floating) and leaf.dtype != np.dtype(dtype):
             return leaf.astype(dtype)
@@ -266,7 +272,6 @@ def resolve_optimizer(optimizer: Any, hyperparams: dict[str, Any] | None
                       ) -> tuple[str, dict[str, Any], Callable[..., optax.GradientTransformation]]:
     """(name, full hyperparameters, factory(**overrides)) for a name or a transform."""
     if isinstance(optimizer, str):
-        from optiscale_jax.optimizers import default_hyperparams, get_optimizer
         given = dict(hyperparams or {})
         get_optimizer(optimizer, **given)  # validates name and values now, with clear errors
         name = optimizer.lower()

@@ -33,9 +33,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import psutil
 import scipy.linalg
 
-from optiscale_jax.training.engine import Objective, TrainData, cast_tree
+from optiscale_jax.datasets import as_aligned, empty_aligned, is_aligned
+from optiscale_jax.problems import ProblemLike
+from optiscale_jax.training.engine import Objective, TrainData, default_device
 
 KERNELS: tuple[str, ...] = ("auto", "generic", "fused", "fused_nonzero", "quadratic")
 QUADRATIC_MAX_FEATURES = 4096
@@ -49,7 +52,7 @@ class PreparedObjective(NamedTuple):
     setup_time_s: float
 
 
-def _generic(problem: Any) -> Objective:
+def _generic(problem: ProblemLike) -> Objective:
     def value_and_grad(w: jax.Array, X: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
         return problem.loss(w, X, y, xp=jnp), problem.grad(w, X, y, xp=jnp)
 
@@ -79,11 +82,11 @@ def _softmax_pieces(z: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Arr
     return -jnp.sum(onehot * log_p) / z.shape[0], jnp.exp(log_p) - onehot
 
 
-def _pieces(problem: Any) -> Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
+def _pieces(problem: ProblemLike) -> Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
     return _logistic_pieces if problem.kind == "logistic" else _softmax_pieces
 
 
-def _fused(problem: Any) -> Objective:
+def _fused(problem: ProblemLike) -> Objective:
     """Loss from one pass z = X w; gradient X^T r / n with X^T stored once (`data.extra`)."""
     pieces = _pieces(problem)
 
@@ -96,7 +99,7 @@ def _fused(problem: Any) -> Objective:
     return Objective(_generic(problem).batch_value_and_grad, full)
 
 
-def _fused_nonzero(problem: Any) -> Objective:
+def _fused_nonzero(problem: ProblemLike) -> Objective:
     """As `_fused` over the columns of X that are not all zero; the others' data gradient is 0."""
     pieces = _pieces(problem)
 
@@ -136,17 +139,38 @@ def quadratic_centre(hessian: np.ndarray, b: np.ndarray, l2: float) -> np.ndarra
     return np.zeros(d)
 
 
-def _quadratic_extra(problem: Any) -> dict[str, np.ndarray]:
-    X, y = np.asarray(problem.X, np.float64), np.asarray(problem.y, np.float64)
-    n = X.shape[0]
-    hessian = X.T @ X / n
-    w_ref = quadratic_centre(hessian, y @ X / n, float(problem.l2))
-    residual = X @ w_ref - y
-    return {"hessian": hessian, "w_ref": w_ref, "g_ref": residual @ X / n,
-            "f_ref": np.asarray(0.5 * np.mean(residual * residual))}
+_BLOCK_VALUES = 1 << 22   # entries of X per block of the host passes (32 MiB in float64)
 
 
-def _quadratic(problem: Any) -> Objective:
+def _row_blocks(X: np.ndarray, y: np.ndarray):
+    """(X rows, y rows) in float64, blocks of ~_BLOCK_VALUES entries: float32 data never
+    needs a float64 copy of the whole X."""
+    step = max(1, _BLOCK_VALUES // max(X.shape[1], 1))
+    for start in range(0, X.shape[0], step):
+        yield (np.asarray(X[start:start + step], np.float64),
+               np.asarray(y[start:start + step], np.float64))
+
+
+def _quadratic_extra(problem: ProblemLike) -> dict[str, np.ndarray]:
+    """H = X^T X / n, the centre w_ref, g_ref = grad f_data(w_ref), f_ref = f_data(w_ref),
+    in float64 from two blocked passes over X."""
+    n, d = problem.X.shape
+    gram, xty = np.zeros((d, d)), np.zeros(d)
+    for block, y_block in _row_blocks(problem.X, problem.y):
+        gram += block.T @ block
+        xty += y_block @ block
+    hessian = gram / n
+    w_ref = quadratic_centre(hessian, xty / n, float(problem.l2))
+    g_sum, r_squares = np.zeros(d), 0.0
+    for block, y_block in _row_blocks(problem.X, problem.y):
+        residual = block @ w_ref - y_block
+        g_sum += residual @ block
+        r_squares += float(np.sum(residual * residual))
+    return {"hessian": hessian, "w_ref": w_ref, "g_ref": g_sum / n,
+            "f_ref": np.asarray(0.5 * r_squares / n)}
+
+
+def _quadratic(problem: ProblemLike) -> Objective:
     def full(w: jax.Array, data: TrainData) -> tuple[jax.Array, jax.Array]:
         q = data.extra
         delta = w - q["w_ref"]
@@ -158,8 +182,34 @@ def _quadratic(problem: Any) -> Objective:
     return Objective(_generic(problem).batch_value_and_grad, full)
 
 
-def choose_kernel(problem: Any, kernel: str = "auto") -> str:
-    """The kernel `kernel` resolves to for `problem` (ValueError if it does not apply)."""
+MEMORY_MARGIN_BYTES = 256 * 2**20   # kept free beyond the arrays a run places
+MEMORY_MARGIN_FRACTION = 0.9         # of the available memory, at most
+
+
+def available_bytes() -> int:
+    """Memory a run may still allocate: the host's available memory on a CPU device; on an
+    accelerator its free memory when the runtime reports it, else the host's."""
+    device = default_device()
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if "bytes_limit" in stats:
+            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    return int(psutil.virtual_memory().available)
+
+
+def _fits(n_bytes: int) -> bool:
+    return n_bytes + MEMORY_MARGIN_BYTES <= MEMORY_MARGIN_FRACTION * available_bytes()
+
+
+def choose_kernel(problem: ProblemLike, kernel: str = "auto", dtype: str = "float32") -> str:
+    """The kernel `kernel` resolves to for `problem` (ValueError if it does not apply).
+
+    "auto": "quadratic" for least squares / ridge with d <= n/2 (and d <= 4096); for
+    logistic / softmax "fused" (the fastest: 2.28 vs 2.76 ms/epoch for "fused_nonzero" on
+    MNIST-10k here) when its second copy of X (X^T, n d values in `dtype`) fits in memory,
+    else "fused_nonzero" when X has all-zero columns and its smaller copy fits, else
+    "generic" (no second copy); "generic" for everything else.
+    """
     if kernel not in KERNELS:
         raise ValueError(f"kernel={kernel!r} is unknown; choose one of: {', '.join(KERNELS)}")
     n, d = problem.X.shape
@@ -170,9 +220,12 @@ def choose_kernel(problem: Any, kernel: str = "auto") -> str:
         if quadratic_ok:
             return "quadratic"
         if fused_ok:
-            # Skipping all-zero columns is exact and saves their share of both passes
-            # (MNIST: 116 of 784 pixels are blank in every image).
-            return "fused_nonzero" if nonzero_columns(problem.X).size < d else "fused"
+            itemsize = np.dtype(dtype).itemsize
+            if _fits(n * d * itemsize):
+                return "fused"
+            d_nonzero = int(nonzero_columns(problem.X).size)
+            if d_nonzero < d and _fits(n * d_nonzero * itemsize):
+                return "fused_nonzero"
         return "generic"
     if kernel == "quadratic" and not quadratic_ok:
         raise ValueError(
@@ -185,30 +238,148 @@ def choose_kernel(problem: Any, kernel: str = "auto") -> str:
     return kernel
 
 
-def prepare(problem: Any, dtype: str, kernel: str = "auto") -> PreparedObjective:
+def check_memory(layout: DataLayout, extra_bytes: int = 0) -> None:
+    """MemoryError before any allocation when the copies `layout` makes (plus `extra_bytes`,
+    e.g. the program's own temporaries) would not fit with the margin."""
+    needed = layout.new_bytes + layout.host_temp_bytes + int(extra_bytes)
+    available = available_bytes()
+    if needed + MEMORY_MARGIN_BYTES <= MEMORY_MARGIN_FRACTION * available:
+        return
+    gib = 2.0**30
+    parts = ", ".join(f"{name} {_nbytes(spec) / gib:.2f} GiB" for name, spec in
+                      layout.device.items() if name not in layout.shared and _nbytes(spec) > 2**20)
+    raise MemoryError(
+        f"this run needs {needed / gib:.2f} GiB of new memory ({parts or 'small arrays'}; "
+        f"host temporaries {layout.host_temp_bytes / gib:.2f} GiB; program "
+        f"{int(extra_bytes) / gib:.2f} GiB) but only {available / gib:.2f} GiB is available "
+        f"(keeping {MEMORY_MARGIN_BYTES / 2**20:.0f} MiB and {1 - MEMORY_MARGIN_FRACTION:.0%} "
+        f"free); kernel {layout.kernel!r}. Fix: pass X as an aligned C-contiguous array of the "
+        "training dtype (optiscale_jax.datasets.as_aligned(X, 'float32')) so the CPU device "
+        "shares it, use kernel='generic' (no second copy of X), dtype='float32', or fewer rows")
+
+
+class DataLayout(NamedTuple):
+    """The arrays `prepare` places for a kernel and the memory they take, from shapes only.
+
+    device: name -> ShapeDtypeStruct of every array the program reads ("X", "y", then the
+      kernel's extras: "X^T"; "columns", "X_nonzero"; "hessian", "w_ref", "g_ref", "f_ref").
+      In a full-batch quadratic run X is not read and is a (0, d) placeholder.
+    shared: names of device arrays that use the Problem's own host memory (CPU device,
+      C-contiguous, 64-byte aligned, already of the training dtype): no copy is made.
+    new_bytes: bytes of every array `prepare` allocates and keeps (device arrays that are
+      not shared; on a CPU device these are host memory).
+    host_temp_bytes: peak bytes of host temporaries that `prepare` frees before returning
+      (the float64 blocks of the quadratic set-up, a cast staging copy on an accelerator).
+    """
+    kernel: str
+    device: dict[str, jax.ShapeDtypeStruct]
+    shared: tuple[str, ...]
+    new_bytes: int
+    host_temp_bytes: int
+
+
+def _on_cpu() -> bool:
+    return default_device().platform == "cpu"
+
+
+def _shares(array: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether `jax.device_put` will use `array`'s memory (see `datasets.is_aligned`)."""
+    return _on_cpu() and array.dtype == dtype and is_aligned(array)
+
+
+def _label_dtype(problem: ProblemLike, float_dtype: np.dtype) -> np.dtype:
+    if problem.kind == "softmax":
+        return np.dtype(np.int64 if float_dtype.itemsize == 8 else np.int32)
+    return float_dtype
+
+
+def data_layout(problem: ProblemLike, dtype: str, kernel: str = "auto", *,
+                full_batch: bool = True) -> DataLayout:
+    """What `prepare(problem, dtype, kernel, full_batch=...)` places, without placing it.
+
+    profiling's memory model reads this; a test checks it against `prepare`'s real arrays.
+    """
+    chosen = choose_kernel(problem, kernel, dtype)
+    n, d = problem.X.shape
+    float_dtype = np.dtype(dtype)
+    skip_X = chosen == "quadratic" and full_batch
+    device = {"X": jax.ShapeDtypeStruct((0, d) if skip_X else (n, d), float_dtype),
+              "y": jax.ShapeDtypeStruct((n,), _label_dtype(problem, float_dtype))}
+    temp = 0
+    if chosen == "fused":
+        device["X^T"] = jax.ShapeDtypeStruct((d, n), float_dtype)
+    elif chosen == "fused_nonzero":
+        d_nonzero = int(nonzero_columns(problem.X).size)
+        device["columns"] = jax.ShapeDtypeStruct((d_nonzero,), np.dtype(np.int32))
+        device["X_nonzero"] = jax.ShapeDtypeStruct((n, d_nonzero), float_dtype)
+    elif chosen == "quadratic":
+        device.update({"hessian": jax.ShapeDtypeStruct((d, d), float_dtype),
+                       "w_ref": jax.ShapeDtypeStruct((d,), float_dtype),
+                       "g_ref": jax.ShapeDtypeStruct((d,), float_dtype),
+                       "f_ref": jax.ShapeDtypeStruct((), float_dtype)})
+        block_rows = min(n, max(1, _BLOCK_VALUES // max(d, 1)))
+        temp = 8 * (2 * d * d + block_rows * (d + 2))    # float64 gram + hessian, one block
+    shared = ("X",) if not skip_X and _shares(np.asarray(problem.X), float_dtype) else ()
+    new_bytes = sum(_nbytes(v) for k, v in device.items() if k not in shared)
+    if not _on_cpu() and not skip_X and np.asarray(problem.X).dtype != float_dtype:
+        temp = max(temp, n * d * float_dtype.itemsize)    # cast staging copy before the transfer
+    return DataLayout(chosen, device, shared, new_bytes, temp)
+
+
+def _nbytes(spec: jax.ShapeDtypeStruct) -> int:
+    return int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
+
+
+def place(array: Any, dtype: Any) -> jax.Array:
+    """`array` on the default device in `dtype`, with at most one copy.
+
+    An aligned C-contiguous host array already of `dtype` is handed to `jax.device_put`
+    as is (on a CPU device JAX then uses its memory: no copy at all); otherwise one aligned
+    host copy is made in `dtype` (cast in row blocks) and placed (on a CPU device the copy
+    becomes the device array; on an accelerator it is freed after the transfer).
+    """
+    host = np.asarray(array)
+    target = np.dtype(dtype)
+    if target == np.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("placing float64 data needs 64-bit JAX: call inside "
+                         "engine.precision('float64')")
+    return jax.device_put(as_aligned(host, target), default_device())
+
+
+def prepare(problem: ProblemLike, dtype: str, kernel: str = "auto", *,
+            full_batch: bool = True) -> PreparedObjective:
     """The Objective for `problem` and its data on the default device, cast to `dtype`.
 
-    Call inside `engine.precision(dtype)` for float64.
+    One copy of X at most (see `place` and `data_layout`); X is not placed at all when the
+    kernel does not read it (full-batch quadratic). Call inside `engine.precision(dtype)`
+    for float64.
     """
-    chosen = choose_kernel(problem, kernel)
+    layout = data_layout(problem, dtype, kernel, full_batch=full_batch)
+    chosen = layout.kernel
     start = time.perf_counter()
     X = np.asarray(problem.X)
     y = np.asarray(problem.y)
-    if problem.kind != "softmax":
-        y = y.astype(dtype)
+    y = y.astype(np.dtype(layout.device["y"].dtype))
     extra: Any = ()
     if chosen == "quadratic":
-        extra = _quadratic_extra(problem)
+        extra = {key: place(value, dtype) for key, value in _quadratic_extra(problem).items()}
         objective = _quadratic(problem)
     elif chosen == "fused":
-        extra = np.ascontiguousarray(X.T, dtype=dtype)     # one copy, already cast
+        transposed = empty_aligned((X.shape[1], X.shape[0]), dtype)
+        transposed[...] = X.T                          # one copy, already cast
+        extra = place(transposed, dtype)
+        del transposed
         objective = _fused(problem)
     elif chosen == "fused_nonzero":
         columns = nonzero_columns(X)
-        extra = {"columns": columns, "X_nonzero": np.ascontiguousarray(X[:, columns])}
+        X_nonzero = empty_aligned((X.shape[0], columns.size), dtype)
+        step = max(1, _BLOCK_VALUES // max(X.shape[1], 1))
+        for row in range(0, X.shape[0], step):            # gather and cast in row blocks
+            X_nonzero[row:row + step] = X[row:row + step][:, columns]
+        extra = {"columns": place(columns, np.int32), "X_nonzero": place(X_nonzero, dtype)}
         objective = _fused_nonzero(problem)
     else:
         objective = _generic(problem)
-    data = jax.block_until_ready(TrainData(cast_tree(X, dtype), jnp.asarray(y),
-                                           cast_tree(extra, dtype)))
+    device_X = place(X if layout.device["X"].shape[0] else np.empty((0, X.shape[1])), dtype)
+    data = jax.block_until_ready(TrainData(device_X, place(y, y.dtype), extra))
     return PreparedObjective(objective, data, chosen, time.perf_counter() - start)

@@ -20,6 +20,9 @@ from typing import Any
 import jax
 import numpy as np
 
+from optiscale_jax.backends import get_backend
+from optiscale_jax.optimizers import default_hyperparams
+from optiscale_jax.problems import ProblemLike
 from optiscale_jax.training import events
 from optiscale_jax.training.batching import batch_plan, batches, epoch_permutation
 from optiscale_jax.training.engine import DIVERGENCE_FLOOR, canonical_dtype, precision
@@ -37,7 +40,7 @@ def _finite(tree: Any, backend: Any) -> bool:
     return all(bool(backend.xp.all(backend.xp.isfinite(leaf))) for leaf in jax.tree.leaves(tree))
 
 
-def run_reference(problem: Any, optimizer_name: str, hyperparams: dict[str, Any] | None = None,
+def run_reference(problem: ProblemLike, optimizer_name: str, hyperparams: dict[str, Any] | None = None,
                   *, backend: str = "numpy", epochs: int, batch_size: int | None = None,
                   seed: int = 0, dtype: str = "float32", f_star: float | None = None,
                   divergence_factor: float = 1e6, params0: Any = None, tol: float = 1e-6,
@@ -49,9 +52,6 @@ def run_reference(problem: Any, optimizer_name: str, hyperparams: dict[str, Any]
     records (synchronised); there is no compile step (compile_time_s = 0).
     Raises BackendUnavailableError for CuPy without a GPU.
     """
-    from optiscale_jax.backends import get_backend
-    from optiscale_jax.optimizers import default_hyperparams
-
     epochs = check_epochs(epochs)
     dtype_name = canonical_dtype(dtype)
     plan = batch_plan(problem.n_samples, batch_size)

@@ -10,6 +10,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from optiscale_jax.problems import ProblemLike
 from optiscale_jax.training import events
 from optiscale_jax.training.batching import batch_plan
 from optiscale_jax.training.engine import (
@@ -22,7 +23,7 @@ from optiscale_jax.training.engine import (
     time_runs,
     to_result,
 )
-from optiscale_jax.training.objectives import prepare
+from optiscale_jax.training.objectives import check_memory, data_layout, prepare
 from optiscale_jax.training.result import RunResult
 
 
@@ -33,7 +34,7 @@ def check_epochs(epochs: Any) -> int:
     return int(epochs)
 
 
-def initial_params(problem: Any, params0: Any, dtype: str) -> np.ndarray:
+def initial_params(problem: ProblemLike, params0: Any, dtype: str) -> np.ndarray:
     """`params0` (checked against the problem's parameter shape) or the problem's zeros."""
     if params0 is None:
         return problem.init_params(dtype=np.dtype(dtype), xp=np)
@@ -55,7 +56,7 @@ class CompiledRun:
     also sent to `training.events` as ("setup", seconds).
     """
 
-    def __init__(self, problem: Any, optimizer: Any, *, epochs: int,
+    def __init__(self, problem: ProblemLike, optimizer: Any, *, epochs: int,
                  batch_size: int | None = None, seed: int = 0, dtype: str = "float32",
                  f_star: float | None = None, divergence_factor: float = 1e6,
                  params0: Any = None, hyperparams: dict[str, Any] | None = None,
@@ -69,7 +70,8 @@ class CompiledRun:
                              optimizer=self.optimizer, hyperparams=self.hyperparams,
                              batch_size=batch_size, seed=seed)
         with precision(self.dtype):
-            prepared = prepare(problem, self.dtype, kernel)
+            check_memory(data_layout(problem, self.dtype, kernel, full_batch=plan.full_batch))
+            prepared = prepare(problem, self.dtype, kernel, full_batch=plan.full_batch)
             params = cast_tree(initial_params(problem, params0, self.dtype), self.dtype)
             program = build_program(prepared.objective, lambda hyper: factory(),
                                     epochs=self.epochs, plan=plan,
@@ -89,12 +91,12 @@ class CompiledRun:
         return dataclasses.replace(result, setup_time_s=self.setup_time_s, kernel=self.kernel)
 
 
-def compile_run(problem: Any, optimizer: Any, **kwargs: Any) -> CompiledRun:
+def compile_run(problem: ProblemLike, optimizer: Any, **kwargs: Any) -> CompiledRun:
     """`run`'s program compiled but not yet executed (same arguments as `run`, no repeats)."""
     return CompiledRun(problem, optimizer, **kwargs)
 
 
-def run(problem: Any, optimizer: Any, *, epochs: int, batch_size: int | None = None,
+def run(problem: ProblemLike, optimizer: Any, *, epochs: int, batch_size: int | None = None,
         seed: int = 0, dtype: str = "float32", f_star: float | None = None,
         divergence_factor: float = 1e6, params0: Any = None,
         hyperparams: dict[str, Any] | None = None, tol: float = 1e-6,
@@ -117,7 +119,8 @@ def run(problem: Any, optimizer: Any, *, epochs: int, batch_size: int | None = N
       params0: initial parameters (default: the problem's zeros).
       tol: relative suboptimality counted as "converged" at the end of the run.
       grad_tol: if given, a final gradient norm <= grad_tol also counts as "converged".
-      kernel: "auto", "generic", "fused" or "quadratic" (see `objectives.py`).
+      kernel: "auto", "generic", "fused", "fused_nonzero" or "quadratic" (see `objectives.py`);
+        the one that ran is `RunResult.kernel`.
       repeats: run the compiled program this many times; run_time_s is the median.
     Returns:
       RunResult; times in seconds, compile time separate from run time.

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optiscale_jax.problems import ProblemLike
 from optiscale_jax.training import events
 from optiscale_jax.training.batching import batch_plan
 from optiscale_jax.training.engine import (
@@ -30,7 +31,7 @@ from optiscale_jax.training.engine import (
     resolve_optimizer,
     to_result,
 )
-from optiscale_jax.training.objectives import prepare
+from optiscale_jax.training.objectives import check_memory, data_layout, prepare
 from optiscale_jax.training.result import RunResult, jsonable
 from optiscale_jax.training.run import check_epochs, initial_params
 
@@ -122,7 +123,7 @@ def best_index(final_losses: np.ndarray, diverged: np.ndarray) -> int | None:
     return int(np.argmin(candidates))
 
 
-def sweep(problem: Any, optimizer_name: str, *, learning_rates: Any, seeds: Any = (0,),
+def sweep(problem: ProblemLike, optimizer_name: str, *, learning_rates: Any, seeds: Any = (0,),
           epochs: int, batch_size: int | None = None, dtype: str = "float32",
           f_star: float | None = None, divergence_factor: float = 1e6, params0: Any = None,
           hyperparams: dict[str, Any] | None = None, tol: float = 1e-6,
@@ -146,7 +147,8 @@ def sweep(problem: Any, optimizer_name: str, *, learning_rates: Any, seeds: Any 
     plan = batch_plan(problem.n_samples, batch_size)
     name, full_hyper, factory = resolve_optimizer(optimizer_name, hyperparams)
     with precision(dtype_name):
-        prepared = prepare(problem, dtype_name, kernel)
+        check_memory(data_layout(problem, dtype_name, kernel, full_batch=plan.full_batch))
+        prepared = prepare(problem, dtype_name, kernel, full_batch=plan.full_batch)
         params = cast_tree(initial_params(problem, params0, dtype_name), dtype_name)
         program = build_program(prepared.objective,
                                 lambda rate: factory(learning_rate=rate), epochs=epochs,
