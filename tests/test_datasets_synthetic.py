@@ -1,5 +1,8 @@
 """Synthetic generators: exact condition numbers (measured by SVD), memory guard, bad input."""
 
+import json
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -114,7 +117,8 @@ def test_highdim_d10000_singular_case():
 
 
 def test_memory_error_before_allocation(monkeypatch):
-    with pytest.raises(MemoryError, match=r"needs about 22\d\.\d\d GiB but only .* GiB is "
+    # 1e5 x 1e5 float64: the 74.5 GiB output, the 74.5 GiB scaled right factor, blocks
+    with pytest.raises(MemoryError, match=r"needs about 149\.\d\d GiB but only .* GiB is "
                                           r"available.*reduce n_samples or n_features"):
         generate_highdim_regression(100_000, 100_000, 10.0)
 
@@ -179,3 +183,33 @@ def test_extreme_defaults_and_bad_arguments():
         generate_extreme_condition_data(0.1)
     with pytest.raises(ValueError, match="unknown condition_type 'quadratic'"):
         generate_extreme_condition_data(1e3, "quadratic")
+
+
+_PEAK_SCRIPT = """
+import json, sys
+import numpy as np
+from optiscale_jax.datasets import generate_highdim_regression, is_aligned
+def field(name):
+    for line in open('/proc/self/status'):
+        if line.startswith(name + ':'):
+            return int(line.split()[1]) * 1024
+open('/proc/self/clear_refs', 'w').write('5')
+base = field('VmRSS')
+X, y, w, meta = generate_highdim_regression(int(sys.argv[1]), int(sys.argv[2]), 100.0,
+                                            dtype=np.float32, orthogonal='dct')
+print(json.dumps({'peak': field('VmHWM') - base, 'estimate': meta['estimated_bytes'],
+                  'out': X.nbytes, 'aligned': is_aligned(X), 'dtype': str(X.dtype)}))
+"""
+
+
+@pytest.mark.slow
+def test_float32_generation_allocates_what_its_estimate_counts():
+    """Built directly in float32: the process peak above the start (VmHWM) stays within the
+    estimate the memory check uses, and far below a float64 n x d matrix."""
+    n, d = 40_000, 2_000                                   # 305 MiB of float32 output
+    proc = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(n), str(d)],
+                          capture_output=True, text=True, timeout=300, check=True)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["dtype"] == "float32" and out["aligned"]
+    assert out["out"] <= out["peak"] <= out["estimate"] + 64 * 2**20, out   # + interpreter slack
+    assert out["peak"] < 1.6 * out["out"], out                               # no float64 n x d

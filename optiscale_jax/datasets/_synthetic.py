@@ -24,13 +24,14 @@ Orthogonal factors:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import psutil
 import scipy.fft
 import scipy.linalg
 
+from optiscale_jax.datasets._aligned import empty_aligned
 from optiscale_jax.datasets._metadata import build_metadata
 from optiscale_jax.datasets._validation import check_dtype, check_positive_int, check_real
 
@@ -76,14 +77,25 @@ def _haar_columns(k: int, r: int, rng: np.random.Generator) -> np.ndarray:
     return q
 
 
-def _random_dct_transform(A: np.ndarray, axis: int, rng: np.random.Generator) -> np.ndarray:
-    """Apply T = prod_j C P_j D_j (orthogonal, size A.shape[axis]) along ``axis`` of A."""
-    k = A.shape[axis]
-    shape = [1, 1]
-    shape[axis] = k
+Rounds = list[tuple[np.ndarray, np.ndarray]]
+
+
+def _draw_rounds(k: int, rng: np.random.Generator) -> Rounds:
+    """The random signs and permutations of T = prod_j C P_j D_j (size k), drawn in order."""
+    rounds = []
     for _ in range(_DCT_ROUNDS):
-        A *= rng.choice(np.array([-1.0, 1.0]), size=k).reshape(shape)
-        A = np.take(A, rng.permutation(k), axis=axis)
+        signs = rng.choice(np.array([-1.0, 1.0]), size=k)
+        rounds.append((signs, rng.permutation(k)))
+    return rounds
+
+
+def _apply_rounds(A: np.ndarray, axis: int, rounds: Rounds) -> np.ndarray:
+    """Apply T along ``axis`` of the float64 block A (A is overwritten)."""
+    shape = [1, 1]
+    shape[axis] = A.shape[axis]
+    for signs, permutation in rounds:
+        A *= signs.reshape(shape)
+        A = np.take(A, permutation, axis=axis)
         A = scipy.fft.dct(A, type=2, norm="ortho", axis=axis, overwrite_x=True, workers=-1)
     return A
 
@@ -97,23 +109,31 @@ def _choose_method(method: str, n: int, d: int) -> str:
     return "haar" if float(n) * d * min(n, d) <= _HAAR_MAX_WORK else "dct"
 
 
-def estimate_bytes(n: int, d: int, dtype: np.dtype, method: str) -> int:
-    """Peak bytes of the construction (float64 work arrays; the cast copy fits in their space).
+_BLOCK_BYTES = 16 * 2**20   # float64 work block of the DCT construction
 
-    ``dct``: each transform round holds the array, its permuted copy and the DCT output,
-    3 n d float64 values. ``haar``: the Gaussian blocks and Q factors (2 (n + d) r values)
-    and X. Measured process peaks (VmHWM, which adds ~0.12 GiB of interpreter and
-    libraries): n = d = 10,000: 2.36 GiB for an estimate of 2.24 GiB; n = 20,000,
-    d = 5,000: 2.36 GiB for 2.24 GiB; n = 5,000, d = 1,000: 0.24 GiB for 0.11 GiB.
+
+def _block_width(length: int) -> int:
+    """Columns (or rows) per float64 work block of ``length`` values each."""
+    return max(1, _BLOCK_BYTES // (8 * max(length, 1)))
+
+
+def estimate_bytes(n: int, d: int, dtype: np.dtype, method: str) -> int:
+    """Peak bytes the construction allocates, output included.
+
+    ``dct``: the output X (n d values of ``dtype``), the scaled right factor V^T (r d
+    float64 values) and the work blocks: a transform round holds a block, its permuted copy
+    and the DCT output, 3 x 16 MiB at most, for the rows of V^T and the columns of X; plus
+    y (float64 while built) and w. ``haar``: the Gaussian blocks and Q factors (2 (n + d) r
+    float64 values), the float64 X, and the cast output when ``dtype`` is narrower.
     """
     r = min(n, d)
     nd = n * d
+    small = 8 * (3 * n + 3 * d)
     if method == "haar":
-        values = 2 * (n + d) * r + nd
-    else:
-        values = 3 * nd
-    cast = nd * dtype.itemsize if dtype != np.float64 else 0
-    return int(max(8 * values, 8 * nd + cast) + 8 * (n + 2 * d))
+        cast = nd * dtype.itemsize if dtype != np.float64 else 0
+        return int(max(8 * 2 * (n + d) * r + 8 * nd, 8 * nd + cast) + small)
+    blocks = 3 * 8 * max(n * min(d, _block_width(n)), d * min(r, _block_width(d)))
+    return int(nd * dtype.itemsize + 8 * r * d + blocks + small)
 
 
 def check_memory(needed: int, what: str) -> None:
@@ -123,32 +143,69 @@ def check_memory(needed: int, what: str) -> None:
         raise MemoryError(
             f"{what} needs about {needed / 2**30:.2f} GiB but only {available / 2**30:.2f} GiB "
             "is available (psutil.virtual_memory().available); reduce n_samples or n_features "
-            "(the construction works in float64 whatever the output dtype)")
+            "(the output is stored in the requested dtype; float64 work is done in blocks)")
 
 
-def build_matrix(n: int, d: int, eigenvalues: np.ndarray, rng: np.random.Generator,
-                 method: str) -> np.ndarray:
-    """``X = U diag(sqrt(n * eigenvalues)) V^T`` in float64 (see the module docstring)."""
-    r = min(n, d)
+class Construction(NamedTuple):
+    """The randomness of ``X = U diag(sigma) V^T``, drawn before any large allocation."""
+    method: str
+    sigma: np.ndarray
+    factors: Any          # (U, V) for haar; (rounds over d, rounds over n) for dct
+
+
+def draw_construction(n: int, d: int, eigenvalues: np.ndarray, rng: np.random.Generator,
+                      method: str) -> Construction:
+    """The factors (haar) or transform randomness (dct) of the matrix, in the stream order."""
     sigma = np.sqrt(n * eigenvalues)
+    r = min(n, d)
     if method == "haar":
         U = _haar_columns(n, r, rng)
         V = _haar_columns(d, r, rng)
-        U *= sigma
-        return U @ V.T
-    # Rows of Vt: the first r rows of T_d^T, i.e. T_d applied to the unit vectors e_1..e_r.
-    Vt = np.zeros((r, d))
-    Vt[np.arange(r), np.arange(r)] = 1.0
-    Vt = _random_dct_transform(Vt, axis=1, rng=rng)
-    Vt *= sigma[:, None]
-    if n == r:
-        X = Vt
-    else:
-        X = np.zeros((n, d))
-        X[:r] = Vt
-        del Vt
-    # X = T_n [diag(sigma) V^T; 0]: the left factor U is the first r columns of T_n.
-    return _random_dct_transform(X, axis=0, rng=rng)
+        return Construction(method, sigma, (U, V))
+    return Construction(method, sigma, (_draw_rounds(d, rng), _draw_rounds(n, rng)))
+
+
+def _scaled_right_factor(construction: Construction, d: int) -> np.ndarray:
+    """``diag(sigma) V^T`` (r x d, float64): row i is T_d applied to e_i, in row blocks."""
+    sigma = construction.sigma
+    r = sigma.size
+    Vt = np.empty((r, d))
+    step = _block_width(d)
+    for start in range(0, r, step):
+        rows = np.arange(start, min(r, start + step))
+        block = np.zeros((rows.size, d))
+        block[np.arange(rows.size), rows] = 1.0
+        Vt[rows] = _apply_rounds(block, 1, construction.factors[0]) * sigma[rows, None]
+    return Vt
+
+
+def build_matrix(n: int, d: int, construction: Construction, dtype: Any = np.float64,
+                 on_columns: Any = None) -> np.ndarray:
+    """``X = U diag(sigma) V^T``, computed in float64 and stored once in ``dtype`` (aligned).
+
+    dct: column blocks of ``T_n [diag(sigma) V^T; 0]``, each transformed in float64 and
+    cast into the output, so no full-size float64 matrix exists when ``dtype`` is narrower.
+    ``on_columns(start, block)`` sees every float64 column block (e.g. to form y exactly).
+    """
+    out = empty_aligned((n, d), dtype)
+    if construction.method == "haar":
+        U, V = construction.factors
+        X = (U * construction.sigma) @ V.T
+        if on_columns is not None:
+            on_columns(0, X)
+        out[...] = X
+        return out
+    Vt = _scaled_right_factor(construction, d)
+    r = Vt.shape[0]
+    step = _block_width(n)
+    for start in range(0, d, step):
+        block = np.zeros((n, min(step, d - start)))
+        block[:r] = Vt[:, start:start + step]
+        block = _apply_rounds(block, 0, construction.factors[1])
+        if on_columns is not None:
+            on_columns(start, block)
+        out[:, start:start + block.shape[1]] = block
+    return out
 
 
 def generate_highdim_regression(n_samples: int, n_features: int, condition_number: float = 100.0,
@@ -199,17 +256,17 @@ def generate_highdim_regression(n_samples: int, n_features: int, condition_numbe
     rng = np.random.default_rng(seed)
     r = min(n, d)
     eigenvalues = hessian_spectrum(condition_type, kappa, r)
-    X = build_matrix(n, d, eigenvalues, rng, method)
+    construction = draw_construction(n, d, eigenvalues, rng, method)
     w_true = np.zeros(d)
     support = np.sort(rng.choice(d, size=k, replace=False))
     w_true[support] = rng.standard_normal(k)
-    y = X[:, support] @ w_true[support] + noise * rng.standard_normal(n)
+    X, signal = _matrix_and_signal(n, d, construction, dtype, support, w_true[support])
+    y = signal + noise * rng.standard_normal(n)
 
-    sigma = np.sqrt(n * eigenvalues)
+    sigma = construction.sigma
     metadata = build_metadata(X, n_test=0, task="regression", dtype=dtype, sigma=sigma,
                               source=f"synthetic: X = U diag(sigma) V^T, {condition_type} "
                                      f"spectrum, {method} orthogonal factors, seed {seed}")
-    X_out = X.astype(dtype, copy=False)
     if dtype != np.float64:
         # |fl(x) - x| <= u |x| entrywise, so ||X_cast - X||_F <= u ||X||_F = u ||sigma||_2.
         metadata["cast_perturbation_bound"] = float(
@@ -223,9 +280,34 @@ def generate_highdim_regression(n_samples: int, n_features: int, condition_numbe
         "informative_features": support.tolist() if k <= 1000 else None,
         "noise": noise,
         "estimated_bytes": needed,
+        "singular_values": sigma,
+        "recipe": (f"generate_highdim_regression(n_samples={n}, n_features={d}, "
+                   f"condition_number={kappa!r}, n_informative={k}, noise={noise!r}, "
+                   f"seed={seed}, dtype={dtype.name}, condition_type={condition_type}, "
+                   f"orthogonal={method})"),
         "spectrum_source": "construction (singular values set exactly, float64)",
     })
-    return X_out, y.astype(dtype), w_true.astype(dtype), metadata
+    return X, y.astype(dtype), w_true.astype(dtype), metadata
+
+
+def _matrix_and_signal(n: int, d: int, construction: Construction, dtype: np.dtype,
+                       columns: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """X in ``dtype`` and the float64 signal ``X[:, columns] @ weights`` of the float64 X.
+
+    float64: the product on the finished X. Narrower dtypes: accumulated from the float64
+    column blocks as they are built (so the targets are those of the exact construction).
+    """
+    if dtype == np.float64:
+        X = build_matrix(n, d, construction, dtype)
+        return X, (X @ weights if columns.size == d else X[:, columns] @ weights)
+    signal = np.zeros(n)
+
+    def accumulate(start: int, block: np.ndarray) -> None:
+        inside = (columns >= start) & (columns < start + block.shape[1])
+        if inside.any():
+            signal[:] += block[:, columns[inside] - start] @ weights[inside]
+
+    return build_matrix(n, d, construction, dtype, accumulate), signal
 
 
 def generate_extreme_condition_data(target_kappa: float, condition_type: str = "exponential",
@@ -235,10 +317,12 @@ def generate_extreme_condition_data(target_kappa: float, condition_type: str = "
     """Regression data whose Hessian X^T X / n has condition number ``target_kappa``.
 
     Built like :func:`generate_highdim_regression` in float64 (requires
-    n_samples >= n_features so the Hessian is nonsingular), then *measured*:
-    ``metadata["actual_kappa"]`` is ``(sigma_max / sigma_min)^2`` from an SVD
-    of the returned X in float64. ``y = X w_true + noise * eps`` with
-    ``w_true ~ N(0, I / d)``.
+    n_samples >= n_features so the Hessian is nonsingular). ``metadata["actual_kappa"]``
+    is ``(sigma_max / sigma_min)^2`` of the returned X: from the construction's singular
+    values for float64 output (no SVD; ``metadata["singular_values"]``), measured by an SVD
+    in float64 after the cast for a narrower ``dtype`` (the cast moves sigma_min by up to
+    ``u ||X||_F``, which changes kappa near 1/u). ``y = X w_true + noise * eps`` with
+    ``w_true ~ N(0, I / d)``, from the float64 X.
 
     Returns:
       ``X, y, metadata``.
@@ -255,15 +339,20 @@ def generate_extreme_condition_data(target_kappa: float, condition_type: str = "
     noise = check_real(noise, "noise", minimum=0.0)
     dtype = check_dtype(dtype)
     method = _choose_method(orthogonal, n, d)
-    needed = estimate_bytes(n, d, dtype, method) + 8 * n * d  # + the SVD's copy
+    needed = estimate_bytes(n, d, dtype, method)
+    if dtype != np.float64:
+        needed += 8 * n * d + 8 * d * d      # the measuring SVD's float64 copy and work
     check_memory(needed, f"generate_extreme_condition_data(n_samples={n}, n_features={d})")
 
     rng = np.random.default_rng(seed)
-    X = build_matrix(n, d, hessian_spectrum(condition_type, kappa, d), rng, method)
+    construction = draw_construction(n, d, hessian_spectrum(condition_type, kappa, d), rng,
+                                     method)
     w_true = rng.standard_normal(d) / np.sqrt(d)
-    y = X @ w_true + noise * rng.standard_normal(n)
-    X_out = X.astype(dtype, copy=False)
-    metadata = build_metadata(X_out, n_test=0, task="regression", dtype=dtype, cache=False,
+    X, signal = _matrix_and_signal(n, d, construction, dtype, np.arange(d), w_true)
+    y = signal + noise * rng.standard_normal(n)
+    narrower = dtype != np.float64
+    metadata = build_metadata(X, n_test=0, task="regression", dtype=dtype, cache=False,
+                              sigma=None if narrower else construction.sigma,
                               source=f"synthetic: X = U diag(sigma) V^T, {condition_type} "
                                      f"spectrum, {method} orthogonal factors, seed {seed}")
     metadata.update({
@@ -274,6 +363,13 @@ def generate_extreme_condition_data(target_kappa: float, condition_type: str = "
         "condition_type": condition_type,
         "orthogonal_factors": method,
         "noise": noise,
-        "spectrum_source": "measured (SVD of the returned X in float64)",
+        "recipe": (f"generate_extreme_condition_data(target_kappa={kappa!r}, condition_type="
+                   f"{condition_type}, n_samples={n}, n_features={d}, seed={seed}, "
+                   f"noise={noise!r}, dtype={dtype.name}, orthogonal={method})"),
+        "spectrum_source": ("measured (SVD of the returned X in float64: the cast moves "
+                            "sigma_min)" if narrower else
+                            "construction (singular values set exactly, float64)"),
     })
-    return X_out, y.astype(dtype), metadata
+    if not narrower:
+        metadata["singular_values"] = construction.sigma
+    return X, y.astype(dtype), metadata
