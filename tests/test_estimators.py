@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
+
 import jax
 import numpy as np
+import optax
 import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
+from optiscale_jax.datasets import load_california_housing, load_mnist
 from optiscale_jax.training import (
     SGD,
     Adagrad,
@@ -121,8 +127,10 @@ def test_fit_rejects_bad_data(X, y, match):
 
 def test_fit_rejects_bad_settings(binary_data):
     X, y = binary_data
-    with pytest.raises(ValueError, match=r"labels in \{0, 1\}"):
-        Adam(loss="logistic", epochs=1).fit(X, y * 2 + 1)
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        Adam(loss="logistic", epochs=1).fit(X, y * 2 + 1.5)
+    with pytest.raises(ValueError, match="loss='logistic'.* 3: 0, 1, 2.*loss='softmax'"):
+        Adam(loss="logistic", epochs=1).fit(X, (X[:, 0] > 0).astype(int) + (X[:, 1] > 0))
     with pytest.raises(ValueError, match="batch_size=0"):
         Adam(batch_size=0)
     with pytest.raises(ValueError, match="batch_size=81 is larger than the 80 samples"):
@@ -137,12 +145,113 @@ def test_fit_rejects_bad_settings(binary_data):
         SGD(learning_rate=-1.0)
     with pytest.raises(ValueError, match="epochs=0"):
         SGD(epochs=0)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         SGD().predict(X)
     model = SGD(epochs=2).fit(X, y)
-    with pytest.raises(ValueError, match="5 features; this estimator was fitted with 3"):
+    with pytest.raises(ValueError, match="X has 5 features, but SGD is expecting 3 features"):
         model.predict(np.ones((2, 5)))
     assert not jax.config.jax_enable_x64
+
+
+def softmax(scores):
+    e = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def three_classes():
+    rng = np.random.default_rng(2)
+    centres = np.array([[2.0, 0.0], [-2.0, 1.0], [0.0, -2.5]])
+    labels = np.repeat([0, 1, 2], 40)
+    return centres[labels] + 0.6 * rng.normal(size=(120, 2)), labels
+
+
+def test_class_ids_fit_a_softmax_classifier_not_least_squares(three_classes):
+    X, y = three_classes
+    model = Adam(learning_rate=0.1, epochs=200, backend="numpy").fit(X, y)
+    assert model.loss_ == "softmax" and model.problem_.kind == "softmax"
+    np.testing.assert_array_equal(model.classes_, [0, 1, 2])
+    scores = X @ model.coef_                          # (n, 3) logits, computed here
+    np.testing.assert_array_equal(model.predict(X), np.argmax(scores, axis=1))
+    np.testing.assert_allclose(model.predict_proba(X), softmax(scores), rtol=1e-12)
+    np.testing.assert_allclose(model.decision_function(X), scores, rtol=1e-12)
+    accuracy = np.mean(model.predict(X) == y)
+    assert model.score(X, y) == accuracy and accuracy > 0.95
+    # The same ids as floats are ambiguous: refused with both fixes named, unless loss says.
+    with pytest.raises(ValueError, match="whole numbers.*loss='softmax'.*loss='least_squares'"):
+        Adam(epochs=1, backend="numpy").fit(X, y.astype(float))
+    as_floats = Adam(learning_rate=0.1, epochs=200, backend="numpy", loss="softmax")
+    np.testing.assert_array_equal(as_floats.fit(X, y.astype(float)).coef_, model.coef_)
+
+
+@pytest.mark.parametrize("labels", [np.array([-1, 1]), np.array([-1.0, 1.0]),
+                                    np.array(["spam", "ham"])])
+def test_two_class_labels_are_mapped_to_logistic_and_back(binary_data, labels):
+    X, y01 = binary_data
+    y = labels[y01.astype(int)]
+    settings = dict(learning_rate=0.5, epochs=100, backend="numpy", dtype="float64")
+    model = SGD(**settings).fit(X, y)
+    reference = SGD(**settings).fit(X, y01)
+    assert model.loss_ == "logistic"
+    np.testing.assert_array_equal(model.classes_, np.sort(labels))
+    # classes_[1] is the positive class: the same weights as 0/1 labels in that order.
+    sign = 1.0 if np.sort(labels)[1] == labels[1] else -1.0
+    np.testing.assert_allclose(model.coef_, sign * reference.coef_, rtol=1e-10)
+    prediction = model.predict(X)
+    np.testing.assert_array_equal(prediction, np.sort(labels)[(X @ model.coef_ >= 0).astype(int)])
+    assert model.score(X, y) == np.mean(prediction == y) > 0.9
+    assert model.decision_function(X).shape == (80,)
+    p = 1 / (1 + np.exp(-(X @ model.coef_)))
+    np.testing.assert_allclose(model.predict_proba(X), np.stack([1 - p, p], axis=1), rtol=1e-10)
+
+
+def test_complex_inputs_and_string_hyperparameters_are_refused(binary_data):
+    X, y = binary_data
+    with pytest.raises(ValueError, match="Complex data not supported: X has dtype complex128"):
+        Adam(epochs=1).fit(X + 1j, y)
+    with pytest.raises(ValueError, match="y is complex"):
+        Adam(epochs=1).fit(X, y + 0j)
+    with pytest.raises(ValueError, match=r"learning_rate='0.01' is invalid \(str\)"):
+        Adam(learning_rate="0.01")
+    with pytest.raises(ValueError, match=r"learning_rate='0.1' is invalid \(str\)"):
+        SGD(learning_rate="0.1")
+    with pytest.raises(ValueError, match=r"b1='0.9' is invalid \(str\).*e.g. b1=0.9"):
+        Adam(b1="0.9")
+    with pytest.raises(ValueError, match=r"learning_rate='0.01' is invalid"):
+        JAXOptimizer("adam", learning_rate="0.01")
+    with pytest.raises(ValueError, match=r"momentum=array\(\[0.9\]\) is invalid \(ndarray\)"):
+        Momentum(momentum=np.array([0.9]))
+    with pytest.raises(ValueError, match="b1=0.5: not a hyperparameter of optimizer_type='sgd'"):
+        JAXOptimizer("sgd", b1=0.5)
+    with pytest.raises(ValueError, match="seed=-1 is invalid"):
+        SGD(seed=-1)
+    with pytest.raises(ValueError, match="epochs=2147483653 is too large"):
+        SGD(epochs=2**31 + 5)
+    model = Adam(epochs=1)
+    with pytest.raises(ValueError, match="learning_rate='fast'"):
+        model.set_params(learning_rate="fast")
+    assert model.learning_rate == 0.01                  # left as it was
+
+
+def test_optimizer_hyperparameters_are_parameters_that_reach_the_optimizer(regression_data):
+    X, y = regression_data
+    model = Adam(learning_rate=0.05, epochs=4, b1=0.5, b2=0.9, dtype="float64", l2=0.0,
+                 fit_intercept=False)
+    assert model.get_params()["b1"] == 0.5 and clone(model).get_params() == model.get_params()
+    model.fit(X, y)
+    # Independently: optax.adam on the least-squares gradient X^T (X w - y) / n (optax
+    # computes in float32 here: JAX runs without x64, so rtol 1e-5).
+    w = np.zeros(4)
+    tx = optax.adam(0.05, b1=0.5, b2=0.9)
+    state = tx.init(w)
+    for _ in range(4):
+        updates, state = tx.update(X.T @ (X @ w - y) / 90, state)
+        w = np.asarray(optax.apply_updates(w, updates))
+    np.testing.assert_allclose(model.coef_, w, rtol=1e-5)
+    by_name = JAXOptimizer("adam", learning_rate=0.05, epochs=4, b1=0.5, b2=0.9,
+                           dtype="float64", l2=0.0, fit_intercept=False).fit(X, y)
+    np.testing.assert_allclose(by_name.coef_, model.coef_, rtol=1e-12)
+    assert by_name.optimizer_name == "adam" and clone(by_name).b1 == 0.5
 
 
 # --- acceptance on the real data sets, with the documented defaults ------------------------
@@ -154,7 +263,6 @@ MNIST_REACHES_1E3 = {"momentum", "nesterov", "adam", "adamw"}
 
 @pytest.fixture(scope="module")
 def california(data_dir):
-    from optiscale_jax.datasets import load_california_housing
     X, y, _, _, _ = load_california_housing(data_dir=data_dir, test_size=0.0)
     # Independent f*: ridge normal equations (A^T A / n + l2 I) w = A^T y / n with the
     # intercept column A = [X, 1] (least squares fits an intercept by default).
@@ -169,7 +277,6 @@ def california(data_dir):
 def mnist(data_dir):
     # Read the IDX files directly (the README's f* is for exactly these rows: all 10,000
     # test images, pixels / 255, label 1 for digits 5-9), independent of the loader.
-    import gzip
     with gzip.open(data_dir / "mnist" / "t10k-images-idx3-ubyte.gz") as handle:
         X = np.frombuffer(handle.read(), np.uint8, offset=16).reshape(10000, 784) / 255.0
     with gzip.open(data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz") as handle:
@@ -177,6 +284,7 @@ def mnist(data_dir):
     return X, (digits >= 5).astype(np.float64)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls", ALL)
 def test_defaults_fit_california_housing_to_1e3(cls, california):
     X, y, f_star = california
@@ -186,6 +294,22 @@ def test_defaults_fit_california_housing_to_1e3(cls, california):
     relative = (model.problem_.full_loss(model.params_) - f_star) / f_star
     assert relative <= 1e-3, (cls.__name__, relative)
     assert model.score(X[:, :-1], y) > 0.6          # R^2 of a linear fit of California
+
+
+@pytest.mark.slow
+def test_ten_digit_mnist_is_a_softmax_classifier_scored_by_accuracy(data_dir):
+    X, y, X_test, y_test, metadata = load_mnist(n_samples=5000, data_dir=data_dir)
+    assert metadata["task"] == "multiclass_classification" and y.dtype == np.int64
+    model = JAXOptimizer(optimizer_type="adam", learning_rate=0.01).fit(X, y)
+    assert model.loss_ == "softmax" and model.coef_.shape == (784, 10)
+    np.testing.assert_array_equal(model.classes_, np.arange(10))
+    # Held-out accuracy, computed here from the weights: argmax of X_test W.
+    digits = np.argmax(X_test.astype(np.float64) @ model.coef_.astype(np.float64), axis=1)
+    np.testing.assert_array_equal(model.predict(X_test), digits)
+    accuracy = float(np.mean(digits == y_test))
+    print(f"10-digit MNIST, 4000 train / 1000 held out: accuracy {accuracy:.3f}")
+    assert accuracy > 0.85
+    assert model.score(X_test, y_test) == accuracy
 
 
 @pytest.mark.slow

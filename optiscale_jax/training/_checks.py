@@ -2,60 +2,95 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 
-from optiscale_jax.problems._validation import finite_matrix, finite_vector
+from optiscale_jax.problems import finite_matrix
+from optiscale_jax.problems.labels import CLASSIFICATION_LOSSES
 
-LOSSES: tuple[str, ...] = ("auto", "least_squares", "logistic", "softmax")
+# The estimators' `loss` values ("ridge" is least squares with l2 > 0, chosen from `l2`).
+LOSSES: tuple[str, ...] = ("auto", "least_squares", *CLASSIFICATION_LOSSES)
 BACKENDS: tuple[str, ...] = ("jax", "numpy", "cupy")
+MAX_EPOCHS = 2**31 - 1          # the engine counts epochs in int32
+MAX_SEED = 2**32 - 1            # seeds become uint32 PRNG keys
 
 
 def check_features(X: Any, name: str = "X") -> np.ndarray:
-    """X as a finite float64 (n, d) array with n >= 1 and d >= 1 (the problems' check)."""
-    return finite_matrix(X, name)
+    """X as a finite float64 (n, d) array with n >= 1 and d >= 1 (the problems' check).
+
+    Sparse and complex X are refused first (a complex X cast to float would drop its
+    imaginary part silently).
+    """
+    if scipy.sparse.issparse(X):
+        raise ValueError(f"{name} is a sparse matrix ({type(X).__name__}); sparse input is not "
+                         f"supported: pass a dense array, e.g. {name}.toarray()")
+    try:
+        array = np.asarray(X)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be a numeric 2-D array (n_samples, n_features); could not "
+                         f"convert it ({error})") from None
+    if array.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported: {name} has dtype {array.dtype}; pass real "
+                         f"features, e.g. np.hstack([{name}.real, {name}.imag])")
+    return finite_matrix(array, name)
 
 
-def check_targets(y: Any, n_samples: int, name: str = "y") -> np.ndarray:
-    """y as a finite 1-D float64 array with one entry per sample (the problems' check)."""
-    return finite_vector(y, n_samples, name)
+def check_n_targets(y: np.ndarray, n_samples: int, name: str = "y") -> None:
+    """One target per row of X."""
+    if y.shape[0] != n_samples:
+        raise ValueError(f"{name} has {y.shape[0]} entries but X has {n_samples} rows "
+                         "(samples); pass one target per row of X")
 
 
-def is_binary(y: np.ndarray) -> bool:
-    """True when every label is 0 or 1."""
-    return bool(np.all((y == 0) | (y == 1)))
+def check_number(value: Any, name: str, *, optional: bool = True, example: Any = 0.01) -> None:
+    """A real number (int, float or NumPy real scalar), or None when `optional`.
+
+    Strings, bools, arrays and complex numbers are refused here, so that
+    `Adam(learning_rate="0.01")` fails at once, naming the value.
+    """
+    if value is None and optional:
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        default = " (or None for the default)" if optional else ""
+        raise ValueError(f"{name}={value!r} is invalid ({type(value).__name__}); pass a real "
+                         f"number, e.g. {name}={example!r}{default}")
+    if not np.isfinite(float(value)):
+        raise ValueError(f"{name}={value!r} is invalid; pass a finite number")
 
 
-def resolve_loss(loss: str, y: np.ndarray) -> str:
-    """The Problem kind for `loss`: "auto" is logistic for labels in {0, 1}, else least squares."""
-    if loss not in LOSSES:
-        raise ValueError(f"loss={loss!r} is unknown; choose one of: {', '.join(LOSSES)}")
-    if loss == "auto":
-        return "logistic" if is_binary(y) else "least_squares"
-    if loss == "logistic" and not is_binary(y):
-        values = np.unique(y)
-        raise ValueError(f"loss='logistic' needs labels in {{0, 1}}; y has values "
-                         f"{values[:6].tolist()}{' ...' if values.size > 6 else ''}. Map the "
-                         "two classes to 0/1, or use loss='softmax' for several classes")
-    if loss == "softmax" and not np.all((y >= 0) & (y == np.round(y))):
-        raise ValueError("loss='softmax' needs integer class labels 0..k-1; y has "
-                         f"non-integer or negative values, e.g. {y[(y < 0) | (y != np.round(y))][:3]}")
-    return loss
-
-
-def check_positive_int(value: Any, name: str) -> int:
-    """`value` as an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+def check_positive_int(value: Any, name: str, maximum: int | None = None) -> int:
+    """`value` as an int in [1, maximum]."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name}={value!r} is invalid; pass an integer >= 1")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}={value!r} is too large; pass an integer <= {maximum}")
     return int(value)
+
+
+def check_seed(seed: Any) -> int:
+    """An integer seed in [0, 2**32 - 1]."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) \
+            or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed={seed!r} is invalid; pass an integer in [0, {MAX_SEED}]")
+    return int(seed)
+
+
+def check_choice(value: Any, name: str, choices: tuple[Any, ...]) -> Any:
+    """`value` if it is one of `choices` (compared with ==, type-checked first)."""
+    if not any(type(value) is type(choice) and value == choice for choice in choices):
+        shown = ", ".join(repr(choice) for choice in choices)
+        raise ValueError(f"{name}={value!r} is invalid; choose one of: {shown}")
+    return value
 
 
 def check_batch_size(batch_size: Any, n_samples: int) -> int | None:
     """None (full batch) or an int in [1, n_samples]."""
     if batch_size is None:
         return None
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)):
         raise ValueError(f"batch_size={batch_size!r} is invalid; pass an integer in "
                          f"[1, {n_samples}] or None for full batch")
     if batch_size <= 0:
@@ -75,10 +110,7 @@ def check_backend(backend: Any) -> str:
 
 def check_l2(l2: Any) -> float:
     """A finite l2 >= 0."""
-    try:
-        value = float(l2)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"l2={l2!r} is invalid; pass a number >= 0") from error
-    if not np.isfinite(value) or value < 0:
+    check_number(l2, "l2", optional=False)
+    if l2 < 0:
         raise ValueError(f"l2={l2!r} is invalid; pass a finite number >= 0 (0 = no penalty)")
-    return value
+    return float(l2)
