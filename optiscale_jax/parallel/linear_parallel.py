@@ -12,8 +12,12 @@ the columns / weights of block k, forms ``X_ik w_k``, and one ``psum`` over
 The loss ``l`` and ``R`` are read off the problem's own ``loss(w, X, y)``
 rather than written again: with ``I`` the identity (``ones(1)`` for a vector
 ``w``), ``loss(I, z_i, y_i) - loss(I, 0, y_i) + loss(0, 0, y_i) = l(z_i, y_i)``
-and ``R(w_k) = loss(w_k, 0, y0) - loss(0, 0, y0)``. Rows are padded with
+and ``R(w) = loss(w, 0, y0) - loss(0, 0, y0)`` (evaluated on the global,
+sharded ``w`` outside the shard_map; XLA sums its shards). Rows are padded with
 weight 0 and features with zero columns (``padding.py``), so any n and d work.
+
+Under fsdp ``w`` is also split over ``data`` (``sharding.py``) and gathered
+inside the loss; ``jax.grad`` turns that gather into a reduce-scatter.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from optiscale_jax.parallel.mesh import DATA, MODEL, MeshLayout
-from optiscale_jax.parallel.padding import pad_axis, pad_rows
+from optiscale_jax.parallel.padding import pad_rows, padded_size
+from optiscale_jax.parallel.sharding import LeafLayout, gather, pad_to, plan_leaf
 
 LossFn = Callable[[Any, Any, Any], Any]
 
@@ -37,7 +42,7 @@ def example_loss_fn(loss: LossFn, param_shape: tuple[int, ...]) -> Callable:
     k = param_shape[1] if len(param_shape) == 2 else 1
     eye = jnp.eye(k) if len(param_shape) == 2 else jnp.ones((1,))
 
-    def l(z_i, y_i):
+    def per_example(z_i, y_i):
         identity = eye.astype(z_i.dtype)
         row = jnp.reshape(z_i, (1, k))
         zero_row = jnp.zeros_like(row)
@@ -45,7 +50,7 @@ def example_loss_fn(loss: LossFn, param_shape: tuple[int, ...]) -> Callable:
         return (loss(identity, row, label) - loss(identity, zero_row, label)
                 + loss(jnp.zeros_like(identity), zero_row, label))
 
-    return l
+    return per_example
 
 
 def regulariser_fn(loss: LossFn, label_dtype: Any) -> Callable:
@@ -64,6 +69,20 @@ def linear_param_spec(param_shape: tuple[int, ...]) -> P:
     return P(MODEL) if len(param_shape) == 1 else P(MODEL, None)
 
 
+def linear_padded_shape(param_shape: tuple[int, ...], layout: MeshLayout) -> tuple[int, ...]:
+    """``w``'s shape with d zero-padded to a multiple of the model axis (times the data
+    axis under fsdp with a model axis, so that fsdp can split the model blocks evenly)."""
+    n_model = layout.n_second if layout.second_axis == MODEL else 1
+    multiple = n_model * (layout.n_data if layout.fsdp and n_model > 1 else 1)
+    return (padded_size(int(param_shape[0]), multiple),) + tuple(int(s) for s in param_shape[1:])
+
+
+def linear_plan(param_shape: tuple[int, ...], layout: MeshLayout) -> LeafLayout:
+    """Where ``w`` is stored on the mesh (see ``sharding.plan_leaf``)."""
+    return plan_leaf(linear_param_spec(tuple(param_shape)), linear_padded_shape(param_shape, layout),
+                     layout, layout.fsdp)
+
+
 def make_linear_loss(loss: LossFn, param_shape: tuple[int, ...], layout: MeshLayout,
                      label_dtype: Any = jnp.float32) -> Callable:
     """``loss(w, X, y) -> scalar`` on a (data, model) mesh, equal to ``loss`` itself.
@@ -74,6 +93,10 @@ def make_linear_loss(loss: LossFn, param_shape: tuple[int, ...], layout: MeshLay
       param_shape: shape of ``w``, (d,) or (d, k).
       layout: a mesh from ``make_layout`` with a ``model`` axis.
       label_dtype: dtype of the labels ``y`` (int for softmax).
+
+    The returned loss accepts ``w`` in its own shape or in its stored shape
+    (``linear_plan(param_shape, layout).shape``, zero-padded), and ``X`` with d
+    columns or already zero-padded to the stored d.
     """
     if layout.second_axis != MODEL:
         raise ValueError(
@@ -81,25 +104,25 @@ def make_linear_loss(loss: LossFn, param_shape: tuple[int, ...], layout: MeshLay
             "linear model has a single layer; use 'data_parallel', 'model_parallel' or "
             "'data_model_parallel', or train an MLPSpec model")
     param_shape = tuple(int(s) for s in param_shape)
-    n_data, n_model = layout.n_data, layout.n_second
+    n_data = layout.n_data
     per_example = example_loss_fn(loss, param_shape)
     R = regulariser_fn(loss, label_dtype)
-    spec = linear_param_spec(param_shape)
+    plan = linear_plan(param_shape, layout)
+    d_padded = linear_padded_shape(param_shape, layout)[0]
 
     def local_loss(w, X, y, weights, n_rows):
-        z = lax.psum(X @ w, MODEL)
-        data = lax.psum(jnp.sum(weights * jax.vmap(per_example)(z, y)), DATA) / n_rows
-        return data + lax.psum(R(w), MODEL)
+        z = lax.psum(X @ gather(w, plan), MODEL)
+        return lax.psum(jnp.sum(weights * jax.vmap(per_example)(z, y)), DATA) / n_rows
 
     sharded = jax.shard_map(local_loss, mesh=layout.mesh,
-                            in_specs=(spec, P(DATA, MODEL), P(DATA), P(DATA), P()),
+                            in_specs=(plan.spec, P(DATA, MODEL), P(DATA), P(DATA), P()),
                             out_specs=P())
 
     def sharded_loss(w, X, y):
         n_rows = X.shape[0]
         Xp, yp, weights = pad_rows(X, y, n_data)
-        Xp = pad_axis(Xp, 1, n_model)
-        wp = pad_axis(w, 0, n_model)
-        return sharded(wp, Xp, yp, weights, jnp.asarray(n_rows, X.dtype))
+        Xp = pad_to(Xp, (Xp.shape[0], d_padded))
+        wp = pad_to(w, plan.shape)
+        return sharded(wp, Xp, yp, weights, jnp.asarray(n_rows, X.dtype)) + R(wp)
 
     return sharded_loss

@@ -1,8 +1,9 @@
 """Device meshes for the parallel strategies, with the input checks they need.
 
 Every strategy runs on a 2-d mesh so that one code path serves single
-strategies and their combinations: ``(data, model)`` for data / model (tensor)
-parallelism and ``(data, stage)`` for pipeline parallelism. An axis a strategy
+strategies and their combinations: ``(data, model)`` for data / fsdp / model
+(tensor) parallelism and ``(data, stage)`` for pipeline parallelism. The fsdp
+strategies split rows *and* parameters (with their optimizer state) over ``data``. An axis a strategy
 does not use has size 1 (``data_parallel`` on 8 devices is the mesh ``(8, 1)``).
 Axes are *Auto* (as with ``jax.sharding.Mesh``), so inputs need not carry the
 sharding that ``shard_map``'s ``in_specs`` name; XLA reshards them under jit.
@@ -22,8 +23,12 @@ DATA = "data"
 MODEL = "model"
 STAGE = "stage"
 
-SINGLE_AXIS_STRATEGIES = ("data_parallel", "model_parallel", "pipeline_parallel")
-STRATEGIES = SINGLE_AXIS_STRATEGIES + ("data_model_parallel", "data_pipeline_parallel")
+SINGLE_AXIS_STRATEGIES = ("data_parallel", "fsdp", "model_parallel", "pipeline_parallel")
+STRATEGIES = SINGLE_AXIS_STRATEGIES + ("data_model_parallel", "data_pipeline_parallel",
+                                       "fsdp_model_parallel")
+# The second axis of each 2-d strategy, for the error that points at the combination.
+_COMBINATION = {"data_parallel": "data_model_parallel", "model_parallel": "data_model_parallel",
+                "pipeline_parallel": "data_pipeline_parallel", "fsdp": "fsdp_model_parallel"}
 
 
 class MeshLayout(NamedTuple):
@@ -44,6 +49,11 @@ class MeshLayout(NamedTuple):
     @property
     def n_devices(self) -> int:
         return self.n_data * self.n_second
+
+    @property
+    def fsdp(self) -> bool:
+        """True when parameters and optimizer state are split over ``data`` (ZeRO-3)."""
+        return self.strategy.startswith("fsdp")
 
 
 def check_strategy(strategy: str) -> str:
@@ -83,7 +93,7 @@ def default_mesh_shape(strategy: str, n_devices: int) -> tuple[int, int]:
     root on the model / stage axis and the rest on the data axis (8 -> (4, 2)).
     """
     check_strategy(strategy)
-    if strategy == "data_parallel":
+    if strategy in ("data_parallel", "fsdp"):
         return (n_devices, 1)
     if strategy in ("model_parallel", "pipeline_parallel"):
         return (1, n_devices)
@@ -122,7 +132,7 @@ def make_layout(strategy: str, n_devices: int | None = None,
                          f"devices but n_devices={n}; make their product equal n_devices")
     single = default_mesh_shape(strategy, n)
     if strategy in SINGLE_AXIS_STRATEGIES and mesh_shape != single:
-        combo = "data_pipeline_parallel" if strategy == "pipeline_parallel" else "data_model_parallel"
+        combo = _COMBINATION[strategy]
         raise ValueError(f"strategy {strategy!r} uses the mesh {single}, not {mesh_shape}; "
                          f"for a 2-d split use strategy={combo!r}")
     processes = {d.process_index for d in chosen}

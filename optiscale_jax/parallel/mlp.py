@@ -61,6 +61,17 @@ class MLPParams(NamedTuple):
     b_out: jnp.ndarray     # ()
 
 
+def mlp_shapes(spec: MLPSpec) -> MLPParams:
+    """The shape of each parameter (tuples)."""
+    d, w, L = spec.n_features, spec.width, spec.n_blocks
+    return MLPParams(w_in=(d, w), b_in=(w,), w_hidden=(L, w, w), b_hidden=(L, w), w_out=(w,), b_out=())
+
+
+def n_params(spec: MLPSpec) -> int:
+    """Number of parameters: d w + w + L (w^2 + w) + w + 1."""
+    return sum(int(np.prod(s)) for s in mlp_shapes(spec))
+
+
 def init_mlp_params(spec: MLPSpec, seed: int = 0, dtype=jnp.float32) -> MLPParams:
     """LeCun-normal weights (variance 1 / fan_in), zero biases."""
     spec.validate()

@@ -28,6 +28,14 @@ from optiscale_jax.parallel.mlp import MLPParams, MLPSpec, hidden_block, logisti
 from optiscale_jax.parallel.padding import pad_rows
 
 
+def pipeline_specs() -> MLPParams:
+    """PartitionSpecs of the MLP under a pipeline: each stage stores only its own hidden
+    layers (``w_hidden``, ``b_hidden`` split over ``stage``); the input layer and the head,
+    which run outside the pipeline, are replicated."""
+    return MLPParams(w_in=P(), b_in=P(), w_hidden=P(STAGE, None, None), b_hidden=P(STAGE, None),
+                     w_out=P(), b_out=P())
+
+
 def bubble_fraction(n_microbatches: int, n_stages: int) -> float:
     """Idle share of stage-ticks in GPipe's forward pass: (S-1)/(M+S-1)."""
     return (n_stages - 1) / (n_microbatches + n_stages - 1)
@@ -57,7 +65,10 @@ def _gpipe(stage_fn: Callable, inputs: jnp.ndarray, n_stages: int) -> jnp.ndarra
     """
     n_micro = inputs.shape[0]
     stage = lax.axis_index(STAGE)
-    varying = lambda x: lax.pcast(x, (DATA, STAGE), to="varying")
+
+    def varying(x):
+        return lax.pcast(x, (DATA, STAGE), to="varying")
+
     state0 = varying(jnp.zeros(inputs.shape[1:], inputs.dtype))
     outputs0 = varying(jnp.zeros(inputs.shape, inputs.dtype))
     to_next = [(s, (s + 1) % n_stages) for s in range(n_stages)]

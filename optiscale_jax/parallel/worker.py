@@ -53,24 +53,28 @@ def local_block(n_rows: int, process_id: int, num_processes: int) -> slice:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    # Must come before any other JAX work in this process.
-    from optiscale_jax.parallel.distributed import initialize_distributed, shutdown_distributed
+    # Imports here, not at the top: jax.distributed must start before any other JAX work
+    # in this process, and importing the package may already create arrays.
+    from optiscale_jax.parallel.distributed import (  # noqa: PLC0415
+        initialize_distributed,
+        shutdown_distributed,
+    )
     info = initialize_distributed(
         args.coordinator_address, args.num_processes, args.process_id,
         coordinator_bind_address=args.coordinator_bind_address,
         heartbeat_timeout_s=args.heartbeat_timeout_s,
         initialization_timeout_s=args.initialization_timeout_s)
 
-    import numpy as np
-    import optax
+    import numpy as np  # noqa: PLC0415
+    import optax  # noqa: PLC0415
 
-    from optiscale_jax.parallel.trainer import ParallelTrainer
+    from optiscale_jax.parallel.trainer import ParallelTrainer  # noqa: PLC0415
 
     if args.data:
         with np.load(args.data) as data:
             X, y = data["X"][:args.n_rows], data["y"][:args.n_rows]
     else:
-        from optiscale_jax.datasets import load_mnist
+        from optiscale_jax.datasets import load_mnist  # noqa: PLC0415
         X, y, *_ = load_mnist(n_samples=args.n_rows, binary_classification=True, test_size=0.0,
                               data_dir=args.data_dir)
     if len(X) < args.n_rows:
