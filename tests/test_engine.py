@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +13,14 @@ import pytest
 
 from optiscale_jax.problems import make_problem
 from optiscale_jax.training import compile_run, events, run, run_objective, run_reference
-from optiscale_jax.training.batching import batch_plan, batches, epoch_permutation
+from optiscale_jax.training.batching import (
+    batch_plan,
+    batches,
+    epoch_permutation,
+    permutation_in_program,
+    seed_key,
+)
+from optiscale_jax.training.engine import default_device, device_description
 from optiscale_jax.training.objectives import prepare
 from optiscale_jax.training.result import epochs_to_levels
 
@@ -139,7 +147,6 @@ def test_quadratic_centre_needs_no_least_squares_solve(ridge_problem):
 
 
 def test_result_names_the_device_the_run_lives_on(ridge_problem):
-    from optiscale_jax.training.engine import default_device, device_description
     third = jax.devices()[3]                      # conftest: 8 virtual CPU devices
     with jax.default_device(third):
         assert default_device() == third          # not jax.devices()[0]
@@ -166,6 +173,49 @@ def test_minibatch_order_is_a_seeded_permutation_cut_into_fixed_batches():
     assert not np.array_equal(order, epoch_permutation(8, 2, 23))
     np.testing.assert_array_equal(order, epoch_permutation(7, 2, 23))
     assert batch_plan(23, None).full_batch and batch_plan(23, 23).steps_per_epoch == 1
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 64, 1000, 4097])
+def test_shuffle_is_the_same_bijection_in_numpy_and_in_the_program(n):
+    for seed, epoch in ((0, 0), (7, 2), (2**32 - 1, 12345)):
+        host = epoch_permutation(seed, epoch, n)
+        program = jax.jit(permutation_in_program, static_argnums=2)(
+            seed_key(seed), jnp.uint32(epoch), n)
+        np.testing.assert_array_equal(host, np.asarray(program))
+        np.testing.assert_array_equal(np.sort(host), np.arange(n))
+
+
+def test_shuffle_does_not_sort_and_mixes():
+    jaxpr = str(jax.make_jaxpr(lambda k, e: permutation_in_program(k, e, 5000))(
+        seed_key(3), jnp.uint32(1)))
+    primitives = set(re.findall(r"= ([a-z_]+)\[", jaxpr)) | set(re.findall(r"= ([a-z_]+) ", jaxpr))
+    assert "scatter" in primitives and not {"sort", "random_bits", "threefry2x32"} & primitives
+    orders = np.stack([epoch_permutation(3, e, 5000) for e in range(20)])
+    # position of each sample spread over the epoch: the mean position ~ n/2, no fixed points
+    assert abs(orders.argsort(axis=1).mean(axis=0).mean() - 2499.5) < 1.0
+    assert np.mean(orders == np.arange(5000)) < 0.01
+    # consecutive epochs are unrelated: rank correlation ~ 0
+    ranks = orders.argsort(axis=1)
+    assert abs(np.corrcoef(ranks[0], ranks[1])[0, 1]) < 0.05
+
+
+def test_eval_every_records_the_logged_epochs_of_the_same_trajectory(logistic_problem):
+    common = dict(hyperparams={"learning_rate": 0.05}, epochs=7, batch_size=16, seed=4,
+                  dtype="float64")
+    every = run(logistic_problem, "adam", **common)
+    sparse = run(logistic_problem, "adam", eval_every=3, **common)
+    np.testing.assert_array_equal(sparse.logged_epochs, [3, 6, 7])
+    np.testing.assert_allclose(sparse.train_loss, every.train_loss[[2, 5, 6]], rtol=1e-12)
+    np.testing.assert_allclose(sparse.params, every.params, rtol=1e-12)
+    assert sparse.epochs == 7 and sparse.eval_every == 3 and sparse.to_dict()["eval_every"] == 3
+    reference = run_reference(logistic_problem, "adam", eval_every=3, **common)
+    np.testing.assert_allclose(reference.train_loss, sparse.train_loss, rtol=1e-9)
+    full = run(logistic_problem, "sgd", hyperparams={"learning_rate": 0.5}, epochs=5,
+               eval_every=2)
+    np.testing.assert_array_equal(full.logged_epochs, [2, 4, 5])
+    assert full.train_loss.shape == (3,)
+    with pytest.raises(ValueError, match="eval_every=0 is invalid"):
+        run(logistic_problem, "sgd", epochs=2, eval_every=0)
 
 
 def test_gradient_descent_at_1_over_L_follows_the_linear_rate():

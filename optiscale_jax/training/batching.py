@@ -1,17 +1,25 @@
 """Mini-batch order: one seeded permutation per epoch, shared by every backend.
 
-Epoch `e` (0-based) of a run with seed `s` visits the samples in the order
-`jax.random.permutation(fold_in(PRNGKey(s), e), n)`. The order is split into
-`n // batch_size` full batches of `batch_size` samples, then, when
-`n % batch_size != 0`, one final smaller batch of the remaining samples. Every
-sample is used exactly once per epoch; no padding, no masking. The JAX engine
-computes the permutation inside its compiled program; the NumPy / CuPy
-reference loops call `epoch_permutation` and get the very same integers.
+Epoch `e` (0-based) of a run with seed `s` visits the samples in the order of a
+seeded bijection computed by integer arithmetic (no sort, no random-number
+generator state): with `k` the bits of the smallest power of two >= n, each index
+i < 2^k is split into a high half L (k // 2 bits) and a low half R, and four
+unbalanced Feistel rounds alternate `R ^= F(L ^ key_r) mod 2^|R|` and
+`L ^= F(R ^ key_r) mod 2^|L|` (each round is a bijection of [0, 2^k)); F is a
+32-bit multiply-xorshift mixer and the round keys mix (s, e, r). The images of
+0, 1, ..., 2^k - 1 that fall below n, in that order, are the epoch's order: a
+permutation of [0, n). It costs O(2^k) < 2n integer operations and one
+compaction, and is the same integers in NumPy (`epoch_permutation`) and inside a
+compiled program (`permutation_in_program`), for traced seeds too.
+
+The order is split into `n // batch_size` full batches of `batch_size`, then,
+when `n % batch_size != 0`, one final smaller batch of the remaining samples.
+Every sample is used exactly once per epoch; no padding, no masking.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -55,25 +63,73 @@ def batch_plan(n_samples: int, batch_size: int | None) -> BatchPlan:
     return BatchPlan(n_samples, int(batch_size), n_full, remainder)
 
 
+_MIX_1 = 0x85EBCA6B
+_MIX_2 = 0xC2B2AE35
+_GOLDEN = 0x9E3779B1
+ROUNDS = 4
+
+
+def _mix(h: Any, xp: Any) -> Any:
+    """32-bit finaliser (xorshift-multiply, MurmurHash3's): a bijection of uint32."""
+    h = h ^ (h >> xp.uint32(16))
+    h = h * xp.uint32(_MIX_1)
+    h = h ^ (h >> xp.uint32(13))
+    h = h * xp.uint32(_MIX_2)
+    return h ^ (h >> xp.uint32(16))
+
+
+def round_keys(seed: Any, epoch: Any, xp: Any) -> list[Any]:
+    """The ROUNDS uint32 keys of epoch `epoch` of seed `seed` (scalars of namespace xp)."""
+    base = _mix(xp.asarray(seed, dtype=xp.uint32) * xp.uint32(_GOLDEN) + xp.uint32(1), xp)
+    epoch_hash = _mix(xp.asarray(epoch, dtype=xp.uint32) + xp.uint32(_GOLDEN), xp)
+    return [_mix(base ^ (epoch_hash * xp.uint32(2 * r + 1)) ^ xp.uint32(r), xp)
+            for r in range(ROUNDS)]
+
+
+def feistel(indices: Any, keys: list[Any], n_bits: int, xp: Any) -> Any:
+    """The seeded bijection of [0, 2^n_bits) applied to uint32 `indices` (see module doc)."""
+    low_bits = n_bits - n_bits // 2
+    low_mask = xp.uint32((1 << low_bits) - 1)
+    high_mask = xp.uint32((1 << (n_bits // 2)) - 1)
+    high = indices >> xp.uint32(low_bits)
+    low = indices & low_mask
+    for r, key in enumerate(keys):
+        if r % 2 == 0:
+            low = low ^ (_mix(high ^ key, xp) & low_mask)
+        else:
+            high = high ^ (_mix(low ^ key, xp) & high_mask)
+    return (high << xp.uint32(low_bits)) | low
+
+
+def domain_bits(n_samples: int) -> int:
+    """k with 2^(k-1) < n <= 2^k (0 for n = 1)."""
+    return max(0, int(n_samples - 1).bit_length())
+
+
 def permutation_in_program(key: jax.Array, epoch: jax.Array, n_samples: int) -> jax.Array:
-    """Sample order of `epoch` (traceable): permutation(fold_in(key, epoch), n)."""
-    return jax.random.permutation(
-        jax.random.fold_in(key, jnp.asarray(epoch, jnp.uint32)), n_samples)
+    """Sample order of `epoch` (traceable; `key` from `seed_key`): int32, shape (n,)."""
+    bits = domain_bits(n_samples)
+    images = feistel(jnp.arange(1 << bits, dtype=jnp.uint32), round_keys(key, epoch, jnp),
+                     bits, jnp)
+    keep = images < jnp.uint32(n_samples)
+    position = jnp.where(keep, jnp.cumsum(keep.astype(jnp.int32)) - 1, n_samples)
+    return jnp.zeros(n_samples, jnp.int32).at[position].set(
+        images.astype(jnp.int32), mode="drop", unique_indices=True)
 
 
 def seed_key(seed: jax.Array | int) -> jax.Array:
-    """The run's PRNG key from an integer seed (traceable, so seeds can be vmapped)."""
-    return jax.random.PRNGKey(jnp.asarray(seed, jnp.uint32))
-
-
-@jax.jit(static_argnames=("n_samples",))
-def _epoch_permutation(seed: jax.Array, epoch: jax.Array, n_samples: int) -> jax.Array:
-    return permutation_in_program(seed_key(seed), epoch, n_samples)
+    """The run's shuffle key from an integer seed: the seed as uint32 (traceable, vmappable)."""
+    return jnp.asarray(seed, jnp.uint32)
 
 
 def epoch_permutation(seed: int, epoch: int, n_samples: int) -> np.ndarray:
-    """Sample order of `epoch` as host integers (the same as inside the engine)."""
-    return np.asarray(_epoch_permutation(np.uint32(seed), np.uint32(epoch), n_samples))
+    """Sample order of `epoch` as host integers (int64), computed in NumPy: the same
+    integers as `permutation_in_program` in the engine."""
+    bits = domain_bits(n_samples)
+    with np.errstate(over="ignore"):
+        images = feistel(np.arange(1 << bits, dtype=np.uint32),
+                         round_keys(np.uint32(seed), np.uint32(epoch), np), bits, np)
+    return images[images < n_samples].astype(np.int64)
 
 
 def batches(order: np.ndarray, plan: BatchPlan) -> list[np.ndarray]:

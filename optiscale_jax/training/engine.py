@@ -39,7 +39,7 @@ from optiscale_jax.datasets import as_aligned
 from optiscale_jax.optimizers import default_hyperparams, get_optimizer
 from optiscale_jax.training import events
 from optiscale_jax.training.batching import BatchPlan, batch_plan, permutation_in_program, seed_key
-from optiscale_jax.training.result import RunResult, make_result
+from optiscale_jax.training.result import RunResult, logged_epochs, make_result
 
 Params = Any
 ValueAndGrad = Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, Params]]
@@ -142,18 +142,21 @@ def objective_from_value_and_grad(value_and_grad: ValueAndGrad,
 
 
 def build_program(objective: Objective, make_transform: MakeTransform, *, epochs: int,
-                  plan: BatchPlan, divergence_factor: float
+                  plan: BatchPlan, divergence_factor: float, eval_every: int = 1
                   ) -> Callable[[Params, TrainData, jax.Array, Any], ProgramOutput]:
     """The pure function `program(params0, data, seed, hyper) -> ProgramOutput` of a run.
 
     `make_transform(hyper)` builds the optimizer from `hyper` (traced values such
-    as a learning rate to vmap over; `()` when everything is fixed).
+    as a learning rate to vmap over; `()` when everything is fixed). `eval_every`: the
+    full objective is recorded at `result.logged_epochs(epochs, eval_every)` only; in
+    mini-batch mode it is also only evaluated (and divergence only checked) there, so
+    k - 1 of every k full passes are saved. Full-batch steps need the full gradient every
+    epoch anyway: they evaluate every epoch and record the logged ones.
     """
-    if int(epochs) < 1:
-        raise ValueError(f"epochs={epochs!r} is invalid; run at least 1 epoch")
+    epochs = check_epochs(epochs)
+    eval_every = check_eval_every(eval_every)
     if not divergence_factor > 1:
         raise ValueError(f"divergence_factor={divergence_factor!r} must be > 1 (e.g. 1e6)")
-    epochs = int(epochs)
 
     def program(params0: Params, data: TrainData, seed: jax.Array, hyper: Any) -> ProgramOutput:
         transform = make_transform(hyper)
@@ -172,17 +175,17 @@ def build_program(objective: Objective, make_transform: MakeTransform, *, epochs
             _, grad = objective.batch_value_and_grad(params, x_batch, y_batch)
             return step(params, opt_state, grad), None
 
-        def epoch_body(carry: _Carry, epoch: jax.Array) -> tuple[_Carry, tuple[jax.Array, jax.Array]]:
-            if plan.full_batch:
-                params, opt_state = step(carry.params, carry.opt_state, carry.grad)
-            else:
-                order = permutation_in_program(key, epoch, plan.n_samples)
-                cut = plan.n_full * plan.batch_size
-                full = order[:cut].reshape(plan.n_full, plan.batch_size)
-                (params, opt_state), _ = jax.lax.scan(
-                    batch_step, (carry.params, carry.opt_state), full)
-                if plan.remainder:
-                    (params, opt_state), _ = batch_step((params, opt_state), order[cut:])
+        def mini_batch_epoch(state: tuple[Params, Any], epoch: jax.Array) -> tuple[tuple[Params, Any], None]:
+            order = permutation_in_program(key, epoch, plan.n_samples)
+            cut = plan.n_full * plan.batch_size
+            full = order[:cut].reshape(plan.n_full, plan.batch_size)
+            state, _ = jax.lax.scan(batch_step, state, full)
+            if plan.remainder:
+                state, _ = batch_step(state, order[cut:])
+            return state, None
+
+        def accept(carry: _Carry, params: Params, opt_state: Any, epoch: jax.Array) -> _Carry:
+            """Evaluates the end of `epoch` (0-based) and keeps it unless it diverged."""
             loss, grad = objective.full_value_and_grad(params, data)
             grad_sq = _sum_squares(grad)
             bad = ~(jnp.isfinite(_checksum(loss, grad_sq, params)) & (loss <= threshold))
@@ -191,17 +194,63 @@ def build_program(objective: Objective, make_transform: MakeTransform, *, epochs
             kept = _select(reject, carry, new)
             diverged_epoch = jnp.where(bad & (carry.diverged_epoch == 0),
                                        (epoch + 1).astype(jnp.int32), carry.diverged_epoch)
-            kept = kept._replace(diverged_epoch=diverged_epoch)
+            return kept._replace(diverged_epoch=diverged_epoch)
+
+        def full_batch_epoch(carry: _Carry, epoch: jax.Array) -> tuple[_Carry, tuple[jax.Array, jax.Array]]:
+            params, opt_state = step(carry.params, carry.opt_state, carry.grad)
+            kept = accept(carry, params, opt_state, epoch)
             return kept, (kept.loss, kept.grad_norm)
+
+        def chunk(length: int) -> Callable[[_Carry, jax.Array], tuple[_Carry, Any]]:
+            def body(carry: _Carry, first: jax.Array) -> tuple[_Carry, tuple[jax.Array, jax.Array]]:
+                (params, opt_state), _ = jax.lax.scan(
+                    mini_batch_epoch, (carry.params, carry.opt_state),
+                    first + jnp.arange(length, dtype=jnp.int32))
+                kept = accept(carry, params, opt_state, first + length - 1)
+                return kept, (kept.loss, kept.grad_norm)
+            return body
 
         init = _Carry(params0, transform.init(params0), loss0, grad0, global_norm(grad0),
                       jnp.zeros((), jnp.int32))
-        final, (losses, grad_norms) = jax.lax.scan(
-            epoch_body, init, jnp.arange(epochs, dtype=jnp.int32))
+        if plan.full_batch:
+            final, (losses, grad_norms) = jax.lax.scan(
+                full_batch_epoch, init, jnp.arange(epochs, dtype=jnp.int32))
+            if eval_every > 1:
+                index = jnp.asarray(logged_epochs(epochs, eval_every) - 1)
+                losses, grad_norms = losses[index], grad_norms[index]
+        else:
+            n_chunks, remainder = divmod(epochs, eval_every)
+            final, pieces = init, []
+            if n_chunks:
+                final, piece = jax.lax.scan(
+                    chunk(eval_every), final,
+                    jnp.arange(n_chunks, dtype=jnp.int32) * eval_every)
+                pieces.append(piece)
+            if remainder:
+                final, (loss, norm) = chunk(remainder)(final, jnp.int32(n_chunks * eval_every))
+                pieces.append((loss[None], norm[None]))
+            losses = jnp.concatenate([p[0] for p in pieces])
+            grad_norms = jnp.concatenate([p[1] for p in pieces])
         return ProgramOutput(final.params, loss0, init.grad_norm, losses, grad_norms,
                              final.diverged_epoch)
 
     return program
+
+
+def check_epochs(epochs: Any) -> int:
+    """`epochs` as a positive int; ValueError naming the value otherwise."""
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs={epochs!r} is invalid; pass an integer >= 1")
+    return int(epochs)
+
+
+def check_eval_every(eval_every: Any) -> int:
+    """`eval_every` as a positive int; ValueError naming the value otherwise."""
+    if isinstance(eval_every, bool) or not isinstance(eval_every, (int, np.integer)) or \
+            eval_every < 1:
+        raise ValueError(f"eval_every={eval_every!r} is invalid; pass an integer >= 1 (1 = "
+                         "record the full objective after every epoch)")
+    return int(eval_every)
 
 
 class Timed(NamedTuple):
@@ -314,7 +363,8 @@ def device_description(placed: Any = None) -> str:
 def to_result(output: ProgramOutput, timed: Timed, *, f_star: float | None, tol: float,
               grad_tol: float | None, dtype: str, optimizer: str,
               hyperparams: dict[str, Any], batch_size: int | None, seed: int,
-              device: str | None = None) -> RunResult:
+              device: str | None = None, epochs: int | None = None,
+              eval_every: int = 1) -> RunResult:
     """A RunResult from one program's outputs (host copies).
 
     `device`: the description of where the run's data lived; None reads it from
@@ -329,7 +379,8 @@ def to_result(output: ProgramOutput, timed: Timed, *, f_star: float | None, tol:
         compile_time_s=timed.compile_time_s, run_time_s=timed.run_time_s, backend="jax",
         device=device if device is not None else device_description(output),
         dtype=dtype, optimizer=optimizer,
-        hyperparams=hyperparams, batch_size=batch_size, seed=seed)
+        hyperparams=hyperparams, batch_size=batch_size, seed=seed, epochs=epochs,
+        eval_every=eval_every)
 
 
 def run_objective(value_and_grad: ValueAndGrad, params0: Params, optimizer: Any,
@@ -339,7 +390,7 @@ def run_objective(value_and_grad: ValueAndGrad, params0: Params, optimizer: Any,
                   hyperparams: dict[str, Any] | None = None, tol: float = 1e-6,
                   grad_tol: float | None = None,
                   full_value_and_grad: FullValueAndGrad | None = None,
-                  extra: Any = ()) -> RunResult:
+                  extra: Any = (), eval_every: int = 1) -> RunResult:
     """Trains `params0` on any mean loss: the engine without a Problem.
 
     Args:
@@ -371,7 +422,7 @@ def run_objective(value_and_grad: ValueAndGrad, params0: Params, optimizer: Any,
         program = build_program(
             objective_from_value_and_grad(value_and_grad, full_value_and_grad),
             lambda hyper: factory(), epochs=epochs, plan=plan,
-            divergence_factor=divergence_factor)
+            divergence_factor=divergence_factor, eval_every=eval_every)
         seed_array = jnp.asarray(seed, jnp.uint32)
         data, params = jax.block_until_ready((data, params))
         setup_time_s = time.perf_counter() - start
@@ -379,5 +430,6 @@ def run_objective(value_and_grad: ValueAndGrad, params0: Params, optimizer: Any,
         timed = execute(program, params, data, seed_array, (), epochs=epochs)
         result = to_result(timed.output, timed, f_star=f_star, tol=tol, grad_tol=grad_tol,
                            dtype=dtype_name, optimizer=name, hyperparams=full_hyper,
-                           batch_size=batch_size, seed=seed)
+                           batch_size=batch_size, seed=seed, epochs=epochs,
+                           eval_every=eval_every)
     return dataclasses.replace(result, setup_time_s=setup_time_s)

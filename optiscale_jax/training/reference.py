@@ -25,9 +25,15 @@ from optiscale_jax.optimizers import default_hyperparams
 from optiscale_jax.problems import ProblemLike
 from optiscale_jax.training import events
 from optiscale_jax.training.batching import batch_plan, batches, epoch_permutation
-from optiscale_jax.training.engine import DIVERGENCE_FLOOR, canonical_dtype, precision
-from optiscale_jax.training.result import RunResult, make_result
-from optiscale_jax.training.run import check_epochs, initial_params
+from optiscale_jax.training.engine import (
+    DIVERGENCE_FLOOR,
+    canonical_dtype,
+    check_epochs,
+    check_eval_every,
+    precision,
+)
+from optiscale_jax.training.result import RunResult, logged_epochs, make_result
+from optiscale_jax.training.run import initial_params
 
 
 def _norm(tree: Any) -> float:
@@ -44,7 +50,7 @@ def run_reference(problem: ProblemLike, optimizer_name: str, hyperparams: dict[s
                   *, backend: str = "numpy", epochs: int, batch_size: int | None = None,
                   seed: int = 0, dtype: str = "float32", f_star: float | None = None,
                   divergence_factor: float = 1e6, params0: Any = None, tol: float = 1e-6,
-                  grad_tol: float | None = None) -> RunResult:
+                  grad_tol: float | None = None, eval_every: int = 1) -> RunResult:
     """Trains `problem` in a Python loop on `backend` ("numpy", "cupy" or "jax").
 
     Arguments mean what they mean for `run`. The clock starts after the data is on the
@@ -53,6 +59,8 @@ def run_reference(problem: ProblemLike, optimizer_name: str, hyperparams: dict[s
     Raises BackendUnavailableError for CuPy without a GPU.
     """
     epochs = check_epochs(epochs)
+    eval_every = check_eval_every(eval_every)
+    logged = set(logged_epochs(epochs, eval_every).tolist())
     dtype_name = canonical_dtype(dtype)
     plan = batch_plan(problem.n_samples, batch_size)
     be = get_backend(backend)
@@ -74,15 +82,14 @@ def run_reference(problem: ProblemLike, optimizer_name: str, hyperparams: dict[s
         be.synchronize(grad)
         setup_time = time.perf_counter() - setup_start
 
-        losses = np.empty(epochs, np.float64)
-        grad_norms = np.empty(epochs, np.float64)
+        losses, grad_norms = [], []
         diverged_epoch = None
         start = time.perf_counter()
+        new_params, new_state = params, state
         for epoch in range(epochs):
-            new_params, new_state = params, state
             if plan.full_batch:
-                updates, new_state = transform.update(grad, new_state, new_params)
-                new_params = be.apply_updates(new_params, updates)
+                updates, new_state = transform.update(grad, state, params)
+                new_params = be.apply_updates(params, updates)
             else:
                 order = epoch_permutation(seed, epoch, plan.n_samples)
                 for index in batches(order, plan):
@@ -91,18 +98,22 @@ def run_reference(problem: ProblemLike, optimizer_name: str, hyperparams: dict[s
                     batch_grad = problem.grad(new_params, x_batch, y_batch, xp=xp)
                     updates, new_state = transform.update(batch_grad, new_state, new_params)
                     new_params = be.apply_updates(new_params, updates)
+                if epoch + 1 not in logged:   # the engine evaluates logged epochs only
+                    continue
             new_loss = problem.loss(new_params, X, y, xp=xp)
             new_grad = problem.grad(new_params, X, y, xp=xp)
             value = float(new_loss)
             if not (math.isfinite(value) and value <= threshold and _finite(new_params, be)
                     and _finite(new_grad, be)):
                 diverged_epoch = epoch + 1
-                losses[epoch:] = float(loss)
-                grad_norms[epoch:] = _norm(grad)
+                remaining = sum(1 for mark in logged if mark > epoch)
+                losses += [float(loss)] * remaining
+                grad_norms += [_norm(grad)] * remaining
                 break
             params, state, loss, grad = new_params, new_state, new_loss, new_grad
-            losses[epoch] = value
-            grad_norms[epoch] = _norm(grad)
+            if epoch + 1 in logged:
+                losses.append(value)
+                grad_norms.append(_norm(grad))
         be.synchronize(params)
         run_time = time.perf_counter() - start
         events.emit("epochs", epochs, run_time)
@@ -111,9 +122,11 @@ def run_reference(problem: ProblemLike, optimizer_name: str, hyperparams: dict[s
     full_hyper = {**default_hyperparams(optimizer_name), **given}
     result = make_result(
         params=return_params, initial_loss=initial_loss, initial_grad_norm=initial_grad_norm,
-        train_loss=losses.astype(result_dtype), grad_norm=grad_norms.astype(result_dtype),
+        train_loss=np.asarray(losses).astype(result_dtype),
+        grad_norm=np.asarray(grad_norms).astype(result_dtype),
         diverged_epoch=diverged_epoch, f_star=f_star, tol=tol, grad_tol=grad_tol,
         compile_time_s=0.0, run_time_s=run_time, backend=be.name,
         device=be.device_description(), dtype=dtype_name, optimizer=optimizer_name.lower(),
-        hyperparams=full_hyper, batch_size=batch_size, seed=seed)
+        hyperparams=full_hyper, batch_size=batch_size, seed=seed, epochs=epochs,
+        eval_every=eval_every)
     return dataclasses.replace(result, setup_time_s=setup_time, kernel="reference")

@@ -29,16 +29,30 @@ def relative_suboptimality(loss: np.ndarray | float, f_star: float) -> np.ndarra
     return (np.asarray(loss, np.float64) - f_star) / max(abs(f_star), TINY)
 
 
+def logged_epochs(epochs: int, eval_every: int = 1) -> np.ndarray:
+    """The epoch counts whose end-of-epoch objective a run records: every `eval_every`-th
+    epoch and always the last one (1..epochs when eval_every = 1)."""
+    marks = np.arange(eval_every, epochs + 1, eval_every, dtype=np.int64)
+    return marks if marks.size and marks[-1] == epochs else np.append(marks, epochs)
+
+
 def epochs_to_levels(initial_loss: float, train_loss: np.ndarray, f_star: float | None,
-                     levels: tuple[float, ...] = LEVELS) -> dict[str, int | None]:
-    """First epoch count reaching each relative-suboptimality level (None if never or f* unknown)."""
+                     levels: tuple[float, ...] = LEVELS,
+                     epochs: np.ndarray | None = None) -> dict[str, int | None]:
+    """First epoch count reaching each relative-suboptimality level (None if never or f* unknown).
+
+    `epochs`: the epoch count of each entry of `train_loss` (default 1, 2, ...); with a sparse
+    curve the answer is the first recorded epoch at the level.
+    """
     if f_star is None:
         return {level_key(level): None for level in levels}
+    marks = np.arange(1, len(train_loss) + 1) if epochs is None else np.asarray(epochs)
+    marks = np.concatenate([[0], marks])
     curve = relative_suboptimality(np.concatenate([[initial_loss], train_loss]), f_star)
     out: dict[str, int | None] = {}
     for level in levels:
         hits = np.flatnonzero(curve <= level)
-        out[level_key(level)] = int(hits[0]) if hits.size else None
+        out[level_key(level)] = int(marks[hits[0]]) if hits.size else None
     return out
 
 
@@ -82,7 +96,8 @@ class RunResult:
     Attributes:
       params: final parameters (np.ndarray, or a pytree of them for `run_objective`; the
         last accepted ones if the run diverged).
-      train_loss: full objective f(w_t) at the end of each epoch t = 1..epochs, shape (epochs,).
+      train_loss: full objective f(w_t) at the end of each recorded epoch t (every epoch
+        1..epochs by default; `logged_epochs` when eval_every > 1).
       suboptimality: train_loss - f* per epoch (None when f* is unknown).
       grad_norm: ||grad f(w_t)||_2 of the full objective at the end of each epoch.
       epochs_to: {"1e-2": t | None, "1e-4": ..., "1e-6": ...}, relative suboptimality levels.
@@ -98,6 +113,7 @@ class RunResult:
       setup_time_s: host time before compiling: checks, data layout and precomputation,
         transfers (also sent to `training.events` as ("setup", seconds)).
       kernel: the loss-and-gradient kernel the engine used (see `objectives.py`).
+      eval_every: the full objective was recorded every `eval_every` epochs (and at the end).
     """
 
     params: np.ndarray
@@ -123,6 +139,12 @@ class RunResult:
     seed: int = 0
     setup_time_s: float = 0.0
     kernel: str = ""
+    eval_every: int = 1
+
+    @property
+    def logged_epochs(self) -> np.ndarray:
+        """The epoch count of each entry of `train_loss` / `grad_norm`."""
+        return logged_epochs(self.epochs, self.eval_every)
 
     @property
     def final_loss(self) -> float:
@@ -154,11 +176,16 @@ def make_result(*, params: np.ndarray, initial_loss: float, initial_grad_norm: f
                 f_star: float | None, tol: float, grad_tol: float | None,
                 compile_time_s: float, run_time_s: float, backend: str, device: str,
                 dtype: str, optimizer: str, hyperparams: dict[str, Any],
-                batch_size: int | None, seed: int) -> RunResult:
-    """Assembles a RunResult from host arrays, deriving suboptimality, epochs_to, status."""
+                batch_size: int | None, seed: int, epochs: int | None = None,
+                eval_every: int = 1) -> RunResult:
+    """Assembles a RunResult from host arrays, deriving suboptimality, epochs_to, status.
+
+    `epochs`: the epochs run (default: one per entry of `train_loss`); `eval_every`: the
+    curve holds `logged_epochs(epochs, eval_every)`.
+    """
     train_loss = np.asarray(train_loss)
     grad_norm = np.asarray(grad_norm)
-    epochs = int(train_loss.shape[0])
+    epochs = int(train_loss.shape[0]) if epochs is None else int(epochs)
     final_loss = float(train_loss[-1]) if epochs else float(initial_loss)
     final_grad = float(grad_norm[-1]) if epochs else float(initial_grad_norm)
     return RunResult(
@@ -166,7 +193,8 @@ def make_result(*, params: np.ndarray, initial_loss: float, initial_grad_norm: f
         train_loss=train_loss,
         suboptimality=None if f_star is None else train_loss.astype(np.float64) - f_star,
         grad_norm=grad_norm,
-        epochs_to=epochs_to_levels(float(initial_loss), train_loss, f_star),
+        epochs_to=epochs_to_levels(float(initial_loss), train_loss, f_star,
+                                   epochs=logged_epochs(epochs, eval_every) if epochs else None),
         status=run_status(diverged_epoch is not None, final_loss, final_grad, f_star, tol,
                           grad_tol),
         compile_time_s=float(compile_time_s),
@@ -176,4 +204,4 @@ def make_result(*, params: np.ndarray, initial_loss: float, initial_grad_norm: f
         initial_loss=float(initial_loss), initial_grad_norm=float(initial_grad_norm),
         diverged_epoch=diverged_epoch, f_star=None if f_star is None else float(f_star),
         optimizer=optimizer, hyperparams=dict(hyperparams), batch_size=batch_size,
-        seed=int(seed))
+        seed=int(seed), eval_every=int(eval_every))

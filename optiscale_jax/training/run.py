@@ -17,6 +17,8 @@ from optiscale_jax.training.engine import (
     build_program,
     canonical_dtype,
     cast_tree,
+    check_epochs,
+    check_eval_every,
     compile_program,
     precision,
     resolve_optimizer,
@@ -25,13 +27,6 @@ from optiscale_jax.training.engine import (
 )
 from optiscale_jax.training.objectives import check_memory, data_layout, prepare
 from optiscale_jax.training.result import RunResult
-
-
-def check_epochs(epochs: Any) -> int:
-    """`epochs` as a positive int; ValueError naming the value otherwise."""
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"epochs={epochs!r} is invalid; pass an integer >= 1")
-    return int(epochs)
 
 
 def initial_params(problem: ProblemLike, params0: Any, dtype: str) -> np.ndarray:
@@ -60,22 +55,26 @@ class CompiledRun:
                  batch_size: int | None = None, seed: int = 0, dtype: str = "float32",
                  f_star: float | None = None, divergence_factor: float = 1e6,
                  params0: Any = None, hyperparams: dict[str, Any] | None = None,
-                 tol: float = 1e-6, grad_tol: float | None = None, kernel: str = "auto") -> None:
+                 tol: float = 1e-6, grad_tol: float | None = None, kernel: str = "auto",
+                 eval_every: int = 1) -> None:
         start = time.perf_counter()
         self.epochs = check_epochs(epochs)
+        self.eval_every = check_eval_every(eval_every)
         self.dtype = canonical_dtype(dtype)
         plan = batch_plan(problem.n_samples, batch_size)
         self.optimizer, self.hyperparams, factory = resolve_optimizer(optimizer, hyperparams)
         self._summary = dict(f_star=f_star, tol=tol, grad_tol=grad_tol, dtype=self.dtype,
                              optimizer=self.optimizer, hyperparams=self.hyperparams,
-                             batch_size=batch_size, seed=seed)
+                             batch_size=batch_size, seed=seed, epochs=self.epochs,
+                             eval_every=self.eval_every)
         with precision(self.dtype):
             check_memory(data_layout(problem, self.dtype, kernel, full_batch=plan.full_batch))
             prepared = prepare(problem, self.dtype, kernel, full_batch=plan.full_batch)
             params = cast_tree(initial_params(problem, params0, self.dtype), self.dtype)
             program = build_program(prepared.objective, lambda hyper: factory(),
                                     epochs=self.epochs, plan=plan,
-                                    divergence_factor=divergence_factor)
+                                    divergence_factor=divergence_factor,
+                                    eval_every=self.eval_every)
             self.setup_time_s = time.perf_counter() - start
             events.emit("setup", self.setup_time_s)
             self._compiled = compile_program(program, params, prepared.data,
@@ -100,7 +99,8 @@ def run(problem: ProblemLike, optimizer: Any, *, epochs: int, batch_size: int | 
         seed: int = 0, dtype: str = "float32", f_star: float | None = None,
         divergence_factor: float = 1e6, params0: Any = None,
         hyperparams: dict[str, Any] | None = None, tol: float = 1e-6,
-        grad_tol: float | None = None, kernel: str = "auto", repeats: int = 1) -> RunResult:
+        grad_tol: float | None = None, kernel: str = "auto", repeats: int = 1,
+        eval_every: int = 1) -> RunResult:
     """Trains `problem` with `optimizer` for `epochs` epochs as one compiled program.
 
     Args:
@@ -122,6 +122,8 @@ def run(problem: ProblemLike, optimizer: Any, *, epochs: int, batch_size: int | 
       kernel: "auto", "generic", "fused", "fused_nonzero" or "quadratic" (see `objectives.py`);
         the one that ran is `RunResult.kernel`.
       repeats: run the compiled program this many times; run_time_s is the median.
+      eval_every: record the full objective every `eval_every` epochs and at the end
+        (`RunResult.logged_epochs`); in mini-batch mode the other epochs skip its full pass.
     Returns:
       RunResult; times in seconds, compile time separate from run time.
     """
@@ -130,4 +132,4 @@ def run(problem: ProblemLike, optimizer: Any, *, epochs: int, batch_size: int | 
     return CompiledRun(problem, optimizer, epochs=epochs, batch_size=batch_size, seed=seed,
                        dtype=dtype, f_star=f_star, divergence_factor=divergence_factor,
                        params0=params0, hyperparams=hyperparams, tol=tol, grad_tol=grad_tol,
-                       kernel=kernel)(repeats)
+                       kernel=kernel, eval_every=eval_every)(repeats)

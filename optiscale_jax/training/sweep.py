@@ -25,6 +25,8 @@ from optiscale_jax.training.engine import (
     build_program,
     canonical_dtype,
     cast_tree,
+    check_epochs,
+    check_eval_every,
     device_description,
     execute,
     precision,
@@ -33,7 +35,7 @@ from optiscale_jax.training.engine import (
 )
 from optiscale_jax.training.objectives import check_memory, data_layout, prepare
 from optiscale_jax.training.result import RunResult, jsonable
-from optiscale_jax.training.run import check_epochs, initial_params
+from optiscale_jax.training.run import initial_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +129,8 @@ def sweep(problem: ProblemLike, optimizer_name: str, *, learning_rates: Any, see
           epochs: int, batch_size: int | None = None, dtype: str = "float32",
           f_star: float | None = None, divergence_factor: float = 1e6, params0: Any = None,
           hyperparams: dict[str, Any] | None = None, tol: float = 1e-6,
-          grad_tol: float | None = None, kernel: str = "auto", repeats: int = 1) -> SweepResult:
+          grad_tol: float | None = None, kernel: str = "auto", repeats: int = 1,
+          eval_every: int = 1) -> SweepResult:
     """Runs every (learning rate, seed) pair as one vmapped program.
 
     Args:
@@ -140,6 +143,7 @@ def sweep(problem: ProblemLike, optimizer_name: str, *, learning_rates: Any, see
     """
     start = time.perf_counter()
     epochs = check_epochs(epochs)
+    eval_every = check_eval_every(eval_every)
     if hyperparams and "learning_rate" in hyperparams:
         raise ValueError("pass learning rates with learning_rates=..., not in hyperparams")
     rates, seed_grid = _check_grid(learning_rates, seeds)
@@ -152,7 +156,8 @@ def sweep(problem: ProblemLike, optimizer_name: str, *, learning_rates: Any, see
         params = cast_tree(initial_params(problem, params0, dtype_name), dtype_name)
         program = build_program(prepared.objective,
                                 lambda rate: factory(learning_rate=rate), epochs=epochs,
-                                plan=plan, divergence_factor=divergence_factor)
+                                plan=plan, divergence_factor=divergence_factor,
+                                eval_every=eval_every)
         vmapped = jax.vmap(program, in_axes=(None, None, 0, 0))
         seed_array, rate_array = jnp.asarray(seed_grid, jnp.uint32), jnp.asarray(rates, dtype_name)
         setup_time_s = time.perf_counter() - start
@@ -167,7 +172,8 @@ def sweep(problem: ProblemLike, optimizer_name: str, *, learning_rates: Any, see
         result = to_result(lane, Timed(None, timed.compile_time_s, timed.run_time_s),
                            f_star=f_star, tol=tol, grad_tol=grad_tol, dtype=dtype_name,
                            optimizer=name, hyperparams={**full_hyper, "learning_rate": float(rate)},
-                           batch_size=batch_size, seed=int(seed), device=device)
+                           batch_size=batch_size, seed=int(seed), device=device, epochs=epochs,
+                           eval_every=eval_every)
         runs.append(dataclasses.replace(result, setup_time_s=setup_time_s,
                                         kernel=prepared.kernel))
     final = np.array([r.final_loss for r in runs])
