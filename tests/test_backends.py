@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import subprocess
 import sys
 
 import numpy as np
@@ -44,7 +45,6 @@ def test_cupy_installed_without_gpu_says_so(monkeypatch):
 
 
 def test_cupy_is_not_imported_by_the_package():
-    import subprocess
     code = ("import sys, optiscale_jax.backends, optiscale_jax.optimizers; "
             "optiscale_jax.backends.get_backend('numpy'); print('cupy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

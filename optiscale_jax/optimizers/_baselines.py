@@ -45,8 +45,8 @@ _ENTRIES = (
              "shrink the first steps to 1e-3 x lr."),
     Baseline("muon", "optax:contrib.muon", (("learning_rate", 0.02), ("beta", 0.95)),
              "Jordan et al. 2024 (Muon): lr 0.02, momentum 0.95, Nesterov, 5 Newton-Schulz steps "
-             "(optax defaults). Non-matrix parameters (a weight vector) get optax's Adam fallback "
-             "at the same learning rate."),
+             "(optax defaults). Non-matrix parameters (a weight vector) get optax's fallback, "
+             "AdamW with Nesterov momentum (NAdam; adam_weight_decay 0) at the same learning rate."),
     Baseline("schedule_free_adamw", "optax:contrib.schedule_free_adamw",
              (("learning_rate", 2.5e-3), ("b1", 0.9), ("b2", 0.999), ("weight_decay", 0.0)),
              "Defazio et al. 2024, The Road Less Scheduled: lr 2.5e-3, b1 0.9, b2 0.999 (optax "
