@@ -207,7 +207,7 @@ def test_report_is_rebuilt_from_the_json_alone_and_curves_end_on_the_table(quick
 def test_bad_choices_fail_before_any_work():
     with pytest.raises(ValueError, match="unknown dataset.*'imagenet'; choose from: mnist_10k"):
         campaign.plan_campaign(datasets=["mnist_10k", "imagenet"])
-    with pytest.raises(ValueError, match="unknown optimizer.*'adm'.*choose from: adagrad, adam"):
+    with pytest.raises(ValueError, match="unknown optimizer 'adm'.*use a name of ours \\(adagrad"):
         campaign.plan_campaign(optimizers=["adm"])
     with pytest.raises(ValueError, match="unknown backend 'tpu'; choose one of: jax, numpy, cupy"):
         campaign.plan_campaign(backend="tpu")
@@ -343,8 +343,17 @@ def test_plans_take_epochs_from_the_suite_then_the_data_set():
     plan = campaign.plan_campaign(suite="quick", datasets=["mnist_2k", "kappa_1e6"])
     assert [(e.dataset, e.epochs) for e in plan.entries] == [
         ("mnist_2k", 30), ("kappa_1e6", DATASETS["kappa_1e6"].epochs)]
-    assert plan.optimizers == ("sgd", "adam")
+    assert [c.spec for c in plan.optimizers] == ["sgd", "adam"]
     plan = campaign.plan_campaign(epochs=7, optimizers=["Adam", "sgd"])
-    assert {e.epochs for e in plan.entries} == {7} and plan.optimizers == ("adam", "sgd")
+    assert {e.epochs for e in plan.entries} == {7}
+    assert [c.spec for c in plan.optimizers] == ["adam", "sgd"]
     assert [e.dataset for e in campaign.plan_campaign(suite="full").entries][-3:] == [
         "highdim_5000", "highdim_10000", "kappa_1e9"]
+    extended = campaign.plan_campaign(suite="extended")
+    assert extended.entries == SUITES["default"]
+    specs = [c.spec for c in extended.optimizers]
+    assert specs[:5] == ["sgd", "momentum", "nesterov", "adam", "adamw"]
+    assert {"optax:lion", "optax:adafactor", "optax:contrib.muon",
+            "optax:contrib.schedule_free_adamw"} <= set(specs)
+    assert dict(extended.optimizers[specs.index("optax:lion")].hyperparameters)[
+        "learning_rate"] == 1e-4

@@ -34,6 +34,12 @@ from typing import Any, NamedTuple, TextIO
 import numpy as np
 
 from optiscale_jax.backends import backend_available
+from optiscale_jax.benchmark.optimizer_choice import (
+    OptimizerChoice,
+    is_ours,
+    resolve_choices,
+    suite_choices,
+)
 from optiscale_jax.benchmark.progress import ProgressReporter, format_duration
 from optiscale_jax.benchmark.report import write_report
 from optiscale_jax.benchmark.runner import DatasetContext, LargeScaleBenchmark, PlannedRun
@@ -47,12 +53,12 @@ from optiscale_jax.benchmark.suites import (
     BACKENDS,
     DATASETS,
     DTYPES,
+    EXTENDED_SUITES,
     SUITE_OPTIMIZERS,
     SUITES,
     SuiteEntry,
     check_choice,
     check_datasets,
-    check_optimizers,
     starting_configs,
 )
 from optiscale_jax.datasets import DataFileError
@@ -73,10 +79,11 @@ class DataUnavailableError(ValueError):
 
 
 class CampaignPlan(NamedTuple):
-    """The validated work: data sets with their epochs, optimizers, backend, dtype."""
+    """The validated work: data sets with their epochs, optimizers (label, spec,
+    hyperparameters), backend, dtype."""
 
     entries: tuple[SuiteEntry, ...]
-    optimizers: tuple[str, ...]
+    optimizers: tuple[OptimizerChoice, ...]
     backend: str
     dtype: str
 
@@ -130,8 +137,14 @@ class LoadedDataset(NamedTuple):
 # ----------------------------------------------------------------------------- validation
 def plan_campaign(*, suite: str = "default", datasets: Sequence[str] | None = None,
                   optimizers: Sequence[str] | None = None, epochs: int | None = None,
-                  backend: str = "jax", precision: str = "float32") -> CampaignPlan:
-    """Validates every choice and returns the plan; raises before any work on bad input."""
+                  backend: str = "jax", precision: str = "float32", hparams: str | None = None,
+                  config: str | os.PathLike | None = None) -> CampaignPlan:
+    """Validates every choice and returns the plan; raises before any work on bad input.
+
+    ``optimizers``: spec strings (``adam``, ``optax:lion``, ``pkg.mod:make``, ...), else
+    ``config`` (a JSON / YAML file listing them), else the suite's; ``hparams``:
+    ``NAME.KEY=VALUE,...`` by display name (see ``optimizer_choice.resolve_choices``).
+    """
     check_choice(suite, list(SUITES), "suite")
     check_choice(backend, BACKENDS, "backend")
     check_choice(precision, DTYPES, "precision")
@@ -146,11 +159,17 @@ def plan_campaign(*, suite: str = "default", datasets: Sequence[str] | None = No
         entries = SUITES[suite]
     if epochs is not None:
         entries = tuple(SuiteEntry(e.dataset, epochs) for e in entries)
-    names = check_optimizers(optimizers) if optimizers else list(SUITE_OPTIMIZERS[suite])
+    choices = resolve_choices(
+        optimizers, hparams, config,
+        suite_choices(SUITE_OPTIMIZERS[suite], extended=suite in EXTENDED_SUITES))
+    foreign = [c.spec for c in choices if not is_ours(c.spec)]
+    if backend != "jax" and foreign:
+        raise ValueError(f"--backend={backend} runs this package's optimizers only (the reference "
+                         f"loop); {', '.join(foreign)} need --backend=jax")
     available, reason = backend_available(backend)
     if not available:
         raise RuntimeError(reason)
-    return CampaignPlan(entries, tuple(names), backend, precision)
+    return CampaignPlan(entries, choices, backend, precision)
 
 
 def _check_writable_folder(path: pathlib.Path) -> None:

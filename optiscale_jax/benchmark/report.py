@@ -188,9 +188,9 @@ def _optimizer_lines(records: Sequence[RunRecord]) -> list[str]:
             continue
         hyper = ", ".join(f"{k}={v}" for k, v in sorted(info.get("hyperparameters", {}).items()))
         per_param = info.get("state_bytes_per_parameter")
-        line = (f"- **{record.label or record.optimizer}**: `{info.get('spec')}` = "
-                f"`{info.get('import_path')}` ({info.get('package')} {info.get('version')}); "
-                f"hyperparameters {hyper or 'none'}; state "
+        line = (f"- **{record.label or record.optimizer}**: `{info.get('spec')}`, "
+                f"`{info.get('import_path')}` ({info.get('source')}, version "
+                f"{info.get('version')}); hyperparameters {hyper or 'none'}; state "
                 f"{'n/a' if per_param is None else f'{per_param:g}'} bytes per parameter")
         seen.setdefault(line, line)
     return list(seen)

@@ -409,9 +409,11 @@ class LargeScaleBenchmark:
         grid = learning_rate_grid(hyper["learning_rate"])
         fixed = {k: v for k, v in hyper.items() if k != "learning_rate"}
         start = time.perf_counter()
-        sweep = training.sweep(prob, optimizer, learning_rates=grid, seeds=(run_seed,),
+        target = optimizer_choice.sweep_target(optimizer, fixed)
+        sweep = training.sweep(prob, target, learning_rates=grid, seeds=(run_seed,),
                                epochs=epochs, batch_size=batch_size, dtype=self.dtype,
-                               f_star=f_star, hyperparams=fixed,
+                               f_star=f_star,
+                               hyperparams=fixed if isinstance(target, str) else None,
                                divergence_factor=self.divergence_factor)
         sweep_wall_s = time.perf_counter() - start
         best = sweep.best_config
@@ -452,7 +454,9 @@ class LargeScaleBenchmark:
             optimizer_info=optimizer_choice.describe(run.optimizer, run_hyper, prob.param_shape,
                                                      state_bytes),
             status=RunStatus(result.status), converged=result.status == "converged",
-            device=result.device, hyperparameters_full=dict(result.hyperparams),
+            device=result.device,
+            hyperparameters_full=(dict(result.hyperparams) or
+                                  optimizer_choice.full_hyperparameters(run.optimizer, run_hyper)),
             epochs_run=int(result.epochs), diverged_epoch=result.diverged_epoch,
             run_time_s=float(result.run_time_s), compile_time_s=float(result.compile_time_s),
             time_per_epoch_s=float(result.time_per_epoch_s),

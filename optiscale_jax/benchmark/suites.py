@@ -54,6 +54,7 @@ from optiscale_jax.optimizers import OPTIMIZER_NAMES
 
 __all__ = [
     "BACKENDS", "DATASETS", "DEFAULT_OPTIMIZERS", "DISPLAY_NAMES", "DTYPES", "DatasetSpec",
+    "EXTENDED_SUITES",
     "SUITES", "SuiteEntry", "check_choice", "check_datasets", "check_optimizers",
     "starting_configs",
 ]
@@ -187,8 +188,11 @@ SUITES: dict[str, tuple[SuiteEntry, ...]] = {
     "full": _DEFAULT + tuple(SuiteEntry(key, DATASETS[key].epochs)
                              for key in ("highdim_5000", "highdim_10000", "kappa_1e9")),
 }
+SUITES["extended"] = _DEFAULT
 SUITE_OPTIMIZERS = {"quick": ("sgd", "adam"), "default": DEFAULT_OPTIMIZERS,
-                    "full": DEFAULT_OPTIMIZERS}
+                    "full": DEFAULT_OPTIMIZERS, "extended": DEFAULT_OPTIMIZERS}
+# Suites that add optiscale_jax.optimizers.EXTENDED_BASELINES (Lion, Adafactor, Muon, ...).
+EXTENDED_SUITES = frozenset({"extended"})
 
 
 def _check_choices(values: Sequence[str], choices: Sequence[str], what: str) -> list[str]:
@@ -220,18 +224,27 @@ def check_optimizers(names: Sequence[str]) -> list[str]:
     return _check_choices([n.lower() for n in names], OPTIMIZER_NAMES, "optimizer")
 
 
-def starting_configs(optimizers: Sequence[str], smoothness: float) -> dict[str, dict[str, Any]]:
-    """``{display name: {"optimizer": name, hyperparameters}}`` with the rates in this
-    module's docstring; ``smoothness`` is the problem's L."""
+def starting_configs(optimizers: Sequence[Any], smoothness: float) -> dict[str, dict[str, Any]]:
+    """``{label: {"optimizer": spec, hyperparameters}}``; ``smoothness`` is the problem's L.
+
+    ``optimizers``: our names, or ``OptimizerChoice`` s (label, spec, hyperparameters).
+    Our optimizers start from the rates in this module's docstring (labelled SGD, Adam,
+    ...), with any hyperparameter the choice gives on top; other specs run with the
+    hyperparameters they were given (their factory's defaults otherwise).
+    """
     if not (np.isfinite(smoothness) and smoothness > 0):
         raise ValueError(f"smoothness L must be finite and > 0, got {smoothness}")
     rates = {"sgd": 1.0 / smoothness, "momentum": 1.0 / smoothness,
              "nesterov": 1.0 / smoothness, "adam": 1e-2, "adamw": 1e-2, "nadam": 1e-2,
              "rmsprop": 1e-3, "adagrad": 1e-1}
     configs: dict[str, dict[str, Any]] = {}
-    for name in optimizers:
-        config: dict[str, Any] = {"optimizer": name, "learning_rate": float(rates[name])}
-        if name == "adamw":
-            config["weight_decay"] = 1e-4
-        configs[DISPLAY_NAMES.get(name, name)] = config
+    for item in optimizers:
+        label, spec, given = (item, item, {}) if isinstance(item, str) else item
+        config: dict[str, Any] = {"optimizer": spec}
+        if spec in rates:
+            config["learning_rate"] = float(rates[spec])
+            if spec == "adamw":
+                config["weight_decay"] = 1e-4
+            label = DISPLAY_NAMES.get(label, label)
+        configs[label] = {**config, **given}
     return configs

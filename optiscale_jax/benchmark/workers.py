@@ -17,16 +17,19 @@ the interleaving). While the jobs run, the coordinator prints a progress line
 with an ETA for each run that lands in the store. A job that dies (killed,
 out of memory, node failure) is reported with its log file; the runs it did
 not finish are missing from the store and ``--resume`` runs exactly those.
-Job logs and pickles go to ``<output_dir>/submitit/``.
+Job logs and pickles go to ``<output_dir>/submitit/``; the jobs share this
+process's JAX compilation cache (through JAX's environment variables).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import submitit
 
 from optiscale_jax.benchmark import campaign as _campaign
@@ -50,7 +53,20 @@ def worker_job(plan: _campaign.CampaignPlan, options: _campaign.CampaignOptions,
     return _campaign.run_selected(plan, options, identities, stream=sys.stdout)
 
 
+def _share_compilation_cache() -> None:
+    """Jobs inherit the environment: JAX reads its persistent-cache settings from these
+    variables, so the workers load and store compiled programs where this process does."""
+    folder = jax.config.jax_compilation_cache_dir
+    if folder:
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
+        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = str(
+            jax.config.jax_persistent_cache_min_compile_time_secs)
+        os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = str(
+            jax.config.jax_persistent_cache_min_entry_size_bytes)
+
+
 def _executor(options: _campaign.CampaignOptions, n_jobs: int) -> submitit.AutoExecutor:
+    _share_compilation_cache()
     folder = options.output_dir / "submitit"
     executor = submitit.AutoExecutor(folder=str(folder), cluster=options.executor)
     parameters: dict[str, Any] = {"name": "optiscale-bench"}

@@ -14,6 +14,9 @@ Examples:
   optiscale-bench --backend=jax                       # the default suite (30 runs)
   optiscale-bench --suite=quick --output_dir=/tmp/q   # 8 short runs
   optiscale-bench --datasets=mnist_10k --optimizers=sgd,adam --tune
+  optiscale-bench --suite=extended                    # plus Lion, Adafactor, Muon, ... from optax
+  optiscale-bench --optimizers=adam,optax:lion,my_pkg.my_opt:make \\
+      --hparams=lion.learning_rate=3e-4,make.beta=0.9
   optiscale-bench --resume                            # finish a stopped campaign
   optiscale-bench --workers=2                         # two processes on this machine
   optiscale-bench --num_shards=4 --shard_index=0      # a quarter of the runs (per machine)
@@ -35,7 +38,7 @@ FLAGS = flags.FLAGS
 
 __all__ = ["define_flags", "main", "run"]
 
-_RECORDED = ("suite", "datasets", "optimizers", "epochs", "backend", "precision", "seed",
+_RECORDED = ("suite", "datasets", "optimizers", "hparams", "config", "epochs", "backend", "precision", "seed",
              "data_dir", "output_dir", "tune", "resume", "overwrite", "allow_missing_data",
              "workers", "executor", "num_shards", "shard_index")
 
@@ -47,11 +50,22 @@ def define_flags() -> None:
     flags.DEFINE_enum("suite", "default", list(suites.SUITES),
                       "quick: 4 small data sets x SGD, Adam, few epochs (a smoke test); "
                       "default: the 6 data sets x 5 optimizers above; full: default plus "
-                      "d = 5,000 and 10,000 and kappa = 1e9.")
+                      "d = 5,000 and 10,000 and kappa = 1e9; extended: the default data sets "
+                      "with the 5 optimizers and optax's modern baselines (Lion, Adafactor, "
+                      "Muon, Schedule-Free AdamW, ...).")
     flags.DEFINE_list("datasets", None, "Data sets to run instead of the suite's, from: "
                       f"{', '.join(suites.DATASETS)}.")
-    flags.DEFINE_list("optimizers", None, "Optimizers instead of the suite's, from: "
-                      f"{', '.join(suites.OPTIMIZER_NAMES)}.")
+    flags.DEFINE_list("optimizers", None, "Optimizers instead of the suite's, each a name of "
+                      f"ours ({', '.join(suites.OPTIMIZER_NAMES)}), an optax optimizer "
+                      "(optax:lion, optax:contrib.muon), a factory returning an optax "
+                      "GradientTransformation (my_pkg.my_opt:make or path/to/file.py:make), "
+                      "optionally under a display name (fast=optax:lion).")
+    flags.DEFINE_string("hparams", None, "Hyperparameters by display name, e.g. "
+                        "lion.learning_rate=3e-4,lion.b1=0.95,adam.b2=0.99 (our optimizers keep "
+                        "the suite's starting rates unless given).")
+    flags.DEFINE_string("config", None, "A JSON or YAML file listing the optimizers instead of "
+                        "--optimizers: {\"optimizers\": [{\"spec\": \"optax:lion\", "
+                        "\"hyperparams\": {\"learning_rate\": 3e-4}}, {\"spec\": \"adam\"}]}.")
     flags.DEFINE_integer("epochs", None, "Epochs per run for every data set (default: the "
                          "suite's per data set).")
     flags.DEFINE_enum("backend", "jax", list(suites.BACKENDS),
@@ -102,7 +116,8 @@ def _plan() -> campaign.CampaignPlan:
         _common.check_int(FLAGS.epochs, "epochs", minimum=1, maximum=2**31 - 1)
     return campaign.plan_campaign(suite=FLAGS.suite, datasets=FLAGS.datasets,
                                   optimizers=FLAGS.optimizers, epochs=FLAGS.epochs,
-                                  backend=FLAGS.backend, precision=FLAGS.precision)
+                                  backend=FLAGS.backend, precision=FLAGS.precision,
+                                  hparams=FLAGS.hparams, config=FLAGS.config)
 
 
 def main(argv: list[str]) -> int:
