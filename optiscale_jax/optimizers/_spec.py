@@ -183,7 +183,7 @@ def _lookup(root: Any, dotted: str, where: str, candidates: Callable[[], list[st
     value = root
     for part in dotted.split("."):
         if not part.isidentifier() or not hasattr(value, part):
-            close = difflib.get_close_matches(dotted, candidates(), n=5, cutoff=0.5)
+            close = difflib.get_close_matches(dotted, candidates(), n=5, cutoff=0.6)
             hint = f"close matches: {', '.join(close)}" if close else _SYNTAX
             raise OptimizerSpecError(f"{where}: {dotted!r} was not found; {hint}.")
         value = getattr(value, part)
