@@ -205,6 +205,18 @@ def test_two_class_labels_are_mapped_to_logistic_and_back(binary_data, labels):
     np.testing.assert_allclose(model.predict_proba(X), np.stack([1 - p, p], axis=1), rtol=1e-10)
 
 
+def test_step_encodes_labels_with_the_fitted_classes(binary_data):
+    X, y01 = binary_data
+    y = np.where(y01 == 1, 1, -1)
+    model = SGD(learning_rate=0.5, epochs=5, backend="numpy", dtype="float64").fit(X, y)
+    twin = SGD(learning_rate=0.5, epochs=5, backend="numpy", dtype="float64").fit(X, y01)
+    positives = y == 1                                   # a batch of one class is fine
+    assert model.step(X[positives], y[positives]) == twin.step(X[positives], y01[positives])
+    np.testing.assert_array_equal(model.coef_, twin.coef_)
+    with pytest.raises(ValueError, match=r"label\(s\) \[0\].*its classes are \[-1, 1\]"):
+        model.step(X[:3], np.array([0, 1, -1]))
+
+
 def test_complex_inputs_and_string_hyperparameters_are_refused(binary_data):
     X, y = binary_data
     with pytest.raises(ValueError, match="Complex data not supported: X has dtype complex128"):
