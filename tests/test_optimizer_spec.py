@@ -173,8 +173,10 @@ def test_config_file(tmp_path, suffix):
         ("lion", "optax.lion"), ("adam", "optiscale_jax.optimizers.adam")]
     mapping = tmp_path / "study.yml"
     mapping.write_text("optimizers:\n  lion:\n    spec: optax:lion\n"
-                       "    hyperparams: {learning_rate: 1.0e-4}\n  sgd: {}\n")
-    assert [s.name for s in optimizers.load_optimizer_config(mapping)] == ["lion", "sgd"]
+                       "    hyperparams: {learning_rate: 1e-4}\n  sgd: {}\n")
+    lion, sgd = optimizers.load_optimizer_config(mapping)
+    assert (lion.name, sgd.name) == ("lion", "sgd")
+    assert lion.hyperparams == (("learning_rate", 1e-4),)  # a float, though YAML 1.1 reads a string
 
 
 def _yaml(content):

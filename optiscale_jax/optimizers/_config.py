@@ -14,13 +14,15 @@ an entry has `spec` (default: the display name) and optional `hyperparams`:
     {"optimizers": [{"name": "lion", "spec": "optax:lion", "hyperparams": {"learning_rate": 3e-4}},
                     {"spec": "adam"}]}
 
-Other top-level keys are left to the caller. Errors name the file, the entry and the fix.
+Other top-level keys are left to the caller. In YAML, `3e-4` is read as a number (as in
+YAML 1.2 and JSON). Errors name the file, the entry and the fix.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,18 @@ import yaml
 from optiscale_jax.optimizers._spec import OptimizerSpec, OptimizerSpecError, resolve_optimizer
 
 _WORDS = {"true": True, "false": False, "none": None, "null": None}
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading exponent floats without a dot (`3e-4`) as floats.
+
+    YAML 1.1 (PyYAML) reads `learning_rate: 3e-4` as the string "3e-4"; YAML 1.2 and
+    JSON read a number, and so does this loader.
+    """
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"), list("-+0123456789"))
 _ENTRY_KEYS = ("name", "spec", "hyperparams")
 
 
@@ -97,7 +111,9 @@ def _read(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as error:
         raise OptimizerSpecError(f"config file {str(path)!r} cannot be read: {error}.") from error
     try:
-        return json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+        if suffix == ".json":
+            return json.loads(text)
+        return yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass: no arbitrary objects
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         detail = str(error).replace("\n", " ")
         raise OptimizerSpecError(f"config file {str(path)!r} is not valid {suffix[1:].upper()}: "
