@@ -9,17 +9,17 @@ from optiscale_jax.datasets._aligned import ALIGNMENT, aligned_copy, as_aligned,
 from optiscale_jax.datasets._california import load_california_housing
 from optiscale_jax.datasets._download import DEFAULT_MIRRORS, MNIST_FILES
 from optiscale_jax.datasets._idx import DataFileError
-from optiscale_jax.datasets._metadata import cached_singular_values
+from optiscale_jax.datasets._metadata import cached_singular_values, spectral_metadata, spectrum_key
 from optiscale_jax.datasets._mnist import load_mnist
 from optiscale_jax.datasets._paths import resolve_cache_dir, user_cache_dir
 from optiscale_jax.datasets._spectral import (
     metadata_from_singular_values,
     rank_tolerance,
     singular_values,
-    spectral_metadata,
 )
 from optiscale_jax.datasets._synthetic import (
     SPECTRUM_TYPES,
+    Factorization,
     generate_extreme_condition_data,
     generate_highdim_regression,
     hessian_spectrum,
@@ -34,6 +34,7 @@ __all__ = [
     "is_aligned",
     "DEFAULT_MIRRORS",
     "DataFileError",
+    "Factorization",
     "MNIST_FILES",
     "SPECTRUM_TYPES",
     "generate_extreme_condition_data",
@@ -46,5 +47,6 @@ __all__ = [
     "resolve_cache_dir",
     "singular_values",
     "spectral_metadata",
+    "spectrum_key",
     "user_cache_dir",
 ]

@@ -114,7 +114,7 @@ def features_from_raw(columns: dict[str, np.ndarray]) -> tuple[np.ndarray, np.nd
 
 
 def _from_sklearn(download: bool) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import fetch_california_housing
+    from sklearn.datasets import fetch_california_housing  # noqa: PLC0415 (heavy; only without a local file)
 
     X, y = fetch_california_housing(return_X_y=True, download_if_missing=download)
     return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)

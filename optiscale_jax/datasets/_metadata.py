@@ -18,6 +18,25 @@ from optiscale_jax.datasets._paths import resolve_cache_dir
 from optiscale_jax.datasets._spectral import metadata_from_singular_values, singular_values
 
 
+def spectrum_key(X: np.ndarray) -> str:
+    """The spectra cache's key of X: SHA-256 of its shape, dtype and bytes (hex)."""
+    X = np.ascontiguousarray(X)
+    digest = hashlib.sha256(f"{X.shape}|{X.dtype}".encode())
+    digest.update(X.data)
+    return digest.hexdigest()
+
+
+def spectral_metadata(X: Any, cache: bool = True) -> dict[str, Any]:
+    """Spectral metadata of a data matrix X (n, d) from its singular values (float64 SVD),
+    read from / written to the spectra cache unless ``cache=False`` (one SVD per matrix
+    per cache). Definitions: ``optiscale_jax.datasets._spectral``'s docstring."""
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array (n_samples, n_features), got shape {X.shape}")
+    s = cached_singular_values(X) if cache and X.size else singular_values(X)
+    return metadata_from_singular_values(s, X.shape[0], X.shape[1])
+
+
 def cached_singular_values(X: np.ndarray, key: str | None = None,
                            cache_dir: str | os.PathLike | None = None) -> np.ndarray:
     """Singular values of X (float64 SVD), read from or written to the spectra cache.
@@ -27,10 +46,7 @@ def cached_singular_values(X: np.ndarray, key: str | None = None,
     ``cache_dir``: cache root (default ``$OPTISCALE_CACHE_DIR`` or the user cache).
     """
     if key is None:
-        X = np.ascontiguousarray(X)
-        digest = hashlib.sha256(f"{X.shape}|{X.dtype}".encode())
-        digest.update(X.data)
-        key = digest.hexdigest()
+        key = spectrum_key(X)
     path = resolve_cache_dir(cache_dir, "spectra") / f"{key}.npy"
     if path.is_file():
         try:

@@ -100,7 +100,7 @@ def _read_split(images_path: pathlib.Path, labels_path: pathlib.Path):
 
 def _load_with_tfds(download: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Both splits through tensorflow-datasets; raises ImportError when it is not installed."""
-    import tensorflow_datasets as tfds  # optional dependency: pip install optiscale_jax[tfds]
+    import tensorflow_datasets as tfds  # noqa: PLC0415 (optional dependency: pip install optiscale_jax[tfds])
 
     kwargs: dict[str, Any] = {"split": ["train", "test"], "batch_size": -1,
                               "as_supervised": True, "download": download}

@@ -24,6 +24,7 @@ Orthogonal factors:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -144,6 +145,46 @@ def check_memory(needed: int, what: str) -> None:
             f"{what} needs about {needed / 2**30:.2f} GiB but only {available / 2**30:.2f} GiB "
             "is available (psutil.virtual_memory().available); reduce n_samples or n_features "
             "(the output is stored in the requested dtype; float64 work is done in blocks)")
+
+
+class Factorization(NamedTuple):
+    """``X = U diag(singular_values) V^T`` of generated data, the factors applied implicitly.
+
+    left_transpose: y (n,) -> U^T y (r,); right: z (r,) -> V z (d,); r = min(n, d). Exact
+    (to float64 rounding) for the float64 matrix the generator built.
+    """
+    singular_values: np.ndarray
+    left_transpose: Callable[[np.ndarray], np.ndarray]
+    right: Callable[[np.ndarray], np.ndarray]
+
+
+def _transpose_rounds(v: np.ndarray, rounds: Rounds) -> np.ndarray:
+    """T^T v for T = prod C P_j D_j: the rounds undone in reverse (idct, inverse permutation,
+    signs)."""
+    v = np.array(v, dtype=np.float64)
+    for signs, permutation in reversed(rounds):
+        v = scipy.fft.idct(v, type=2, norm="ortho")
+        undone = np.empty_like(v)
+        undone[permutation] = v
+        v = undone * signs
+    return v
+
+
+def factorization(construction: Construction, n: int, d: int) -> Factorization:
+    """The implicit factors of the matrix ``build_matrix(n, d, construction)``."""
+    r = min(n, d)
+    if construction.method == "haar":
+        U, V = construction.factors
+        return Factorization(construction.sigma, lambda y: U.T @ y, lambda z: V @ z)
+    rounds_d, rounds_n = construction.factors
+
+    def right(z: np.ndarray) -> np.ndarray:
+        padded = np.zeros((d, 1))
+        padded[:r, 0] = z
+        return _apply_rounds(padded, 0, rounds_d)[:, 0]
+
+    return Factorization(construction.sigma,
+                         lambda y: _transpose_rounds(y, rounds_n)[:r], right)
 
 
 class Construction(NamedTuple):
@@ -281,6 +322,7 @@ def generate_highdim_regression(n_samples: int, n_features: int, condition_numbe
         "noise": noise,
         "estimated_bytes": needed,
         "singular_values": sigma,
+        "factorization": factorization(construction, n, d),
         "recipe": (f"generate_highdim_regression(n_samples={n}, n_features={d}, "
                    f"condition_number={kappa!r}, n_informative={k}, noise={noise!r}, "
                    f"seed={seed}, dtype={dtype.name}, condition_type={condition_type}, "
@@ -370,6 +412,7 @@ def generate_extreme_condition_data(target_kappa: float, condition_type: str = "
                             "sigma_min)" if narrower else
                             "construction (singular values set exactly, float64)"),
     })
+    metadata["factorization"] = factorization(construction, n, d)
     if not narrower:
         metadata["singular_values"] = construction.sigma
     return X, y.astype(dtype), metadata

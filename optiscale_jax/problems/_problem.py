@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from optiscale_jax.datasets import cached_singular_values
+from optiscale_jax.datasets import Factorization, cached_singular_values, spectrum_key
 from optiscale_jax.problems import _cache, _solvers
 from optiscale_jax.problems import _objectives as obj
 from optiscale_jax.problems._validation import check_kind, check_l2, check_X, check_y
@@ -57,7 +57,8 @@ class Problem:
     it is C-contiguous; ``singular_values`` (descending, float64) is X's spectrum when the
     data's construction knows it (generators), so no SVD is ever taken of such data;
     ``recipe`` is a string naming how the data was generated (cache keys use it instead of
-    hashing every byte).
+    hashing every byte); ``factorization`` (generated data) gives quadratics their exact
+    optimum without a solve.
 
     Hashing and equality are by identity (``eq=False``), so a Problem can be a
     static argument of ``jax.jit``.
@@ -70,6 +71,7 @@ class Problem:
     n_classes: int | None = None
     singular_values: np.ndarray | None = dataclasses.field(default=None, repr=False)
     recipe: str | None = None
+    factorization: Factorization | None = dataclasses.field(default=None, repr=False)
 
     @property
     def n_samples(self) -> int:
@@ -119,9 +121,14 @@ class Problem:
             return np.asarray(self.singular_values, np.float64)
         return self._measured_spectrum(cache_dir)
 
+    @functools.cached_property
+    def _spectrum_key(self) -> str:
+        """The spectra cache's key of X (the loaders' key too): hashed once per Problem."""
+        return spectrum_key(self.X)
+
     def _measured_spectrum(self, cache_dir: str | os.PathLike | None) -> np.ndarray:
-        key = f"{self.fingerprint}-{self.X.dtype}"
-        return np.sort(cached_singular_values(self.X, key=key, cache_dir=cache_dir))[::-1]
+        s = cached_singular_values(self.X, key=self._spectrum_key, cache_dir=cache_dir)
+        return np.sort(s)[::-1]
 
     @functools.cached_property
     def _sigma_range(self) -> tuple[float, float]:
@@ -178,11 +185,14 @@ class Problem:
         return self.strong_convexity()
 
     def _solve(self) -> _solvers.SolverResult:
+        if self.kind in ("least_squares", "ridge"):   # float32 X is read in float64 blocks
+            if self.factorization is not None:
+                return _solvers.solve_from_factors(self.factorization, self.X, self.y,
+                                                   self.l2, mu=self._quadratic_mu())
+            if self.kind == "least_squares":
+                return _solvers.solve_least_squares(self.X, self.y, mu=self._quadratic_mu())
+            return _solvers.solve_ridge(self.X, self.y, self.l2, mu=self._quadratic_mu())
         X64 = np.asarray(self.X, dtype=np.float64)   # the float64 objective (a copy if float32)
-        if self.kind == "least_squares":
-            return _solvers.solve_least_squares(X64, self.y, mu=self._quadratic_mu())
-        if self.kind == "ridge":
-            return _solvers.solve_ridge(X64, self.y, self.l2, mu=self._quadratic_mu())
         if self.kind == "logistic":
             return _solvers.solve_logistic(X64, self.y, self.l2)
         return _solvers.solve_softmax(X64, self.y, self.l2, int(self.n_classes),
@@ -191,7 +201,8 @@ class Problem:
 
 def make_problem(kind: str, X: Any, y: Any, l2: float = 0.0, *,
                  n_classes: int | None = None, singular_values: Any = None,
-                 recipe: str | None = None) -> Problem:
+                 recipe: str | None = None,
+                 factorization: Factorization | None = None) -> Problem:
     """Build a validated :class:`Problem`.
 
     Args:
@@ -206,6 +217,8 @@ def make_problem(kind: str, X: Any, y: Any, l2: float = 0.0, *,
       singular_values: X's singular values when known from its construction (e.g.
         ``metadata["singular_values"]`` of the generators); min(n, d) values.
       recipe: how X and y were generated (e.g. ``metadata["recipe"]``), used for cache keys.
+      factorization: the generator's ``metadata["factorization"]`` (X = U diag(s) V^T):
+        exact optima for least squares / ridge, and the spectrum.
 
     Raises:
       ValueError: naming the bad value and the fix.
@@ -215,6 +228,11 @@ def make_problem(kind: str, X: Any, y: Any, l2: float = 0.0, *,
     X_view = check_X(X)
     y_checked, k = check_y(kind, y, X_view.shape[0], n_classes)
     y_checked.setflags(write=False)
+    if factorization is not None and not isinstance(factorization, Factorization):
+        raise ValueError("factorization must be the generator's metadata['factorization'] "
+                         f"(a datasets.Factorization), got {type(factorization).__name__}")
+    if singular_values is None and factorization is not None:
+        singular_values = factorization.singular_values
     sigma = None
     if singular_values is not None:
         sigma = np.sort(np.asarray(singular_values, np.float64).ravel())[::-1]
@@ -226,4 +244,4 @@ def make_problem(kind: str, X: Any, y: Any, l2: float = 0.0, *,
     if recipe is not None and not isinstance(recipe, str):
         raise ValueError(f"recipe must be a string or None, got {type(recipe).__name__}")
     return Problem(kind=kind, X=X_view, y=y_checked, l2=l2_value, n_classes=k,
-                   singular_values=sigma, recipe=recipe)
+                   singular_values=sigma, recipe=recipe, factorization=factorization)

@@ -40,6 +40,7 @@ import scipy.linalg
 import scipy.linalg.blas
 import scipy.sparse.linalg
 
+from optiscale_jax.datasets import Factorization
 from optiscale_jax.problems import _objectives as obj
 
 DIRECT_MAX_FEATURES = 2000     # dense d x d (or d^3) work below this, iterative above
@@ -77,28 +78,91 @@ def _done(f: float, gnorm: float, mu: float, gtol: float) -> bool:
 
 
 # ---------------------------------------------------------------------------- quadratics
+DENSE_MAX_VALUES = 2**25        # n d up to which the dense direct solve factors X itself
+GRAM_MAX_FEATURES = 4096        # d up to which the blocked normal equations form X^T X
+_BLOCK_VALUES = 1 << 22         # entries of X per float64 block of a pass (32 MiB)
+QUADRATIC_METHODS = ("auto", "direct", "normal", "cg")
+
+
+def _row_blocks(X: np.ndarray):
+    """(start, float64 rows) blocks of X: float32 data never needs a float64 copy of X."""
+    step = max(1, _BLOCK_VALUES // max(X.shape[1], 1))
+    for start in range(0, X.shape[0], step):
+        yield start, np.asarray(X[start:start + step], np.float64)
+
+
+def quadratic_value_and_grad(X: np.ndarray, y: np.ndarray, l2: float,
+                             w: np.ndarray) -> tuple[float, np.ndarray]:
+    """``1/(2n) ||X w - y||^2 + (l2/2)||w||^2`` and its gradient, float64, one blocked pass."""
+    n = X.shape[0]
+    grad, squares = np.zeros(X.shape[1]), 0.0
+    for start, block in _row_blocks(X):
+        residual = block @ w - y[start:start + block.shape[0]]
+        grad += residual @ block
+        squares += float(residual @ residual)
+    return 0.5 * squares / n + 0.5 * l2 * float(w @ w), grad / n + l2 * w
+
+
+def _normal_product(X: np.ndarray, l2: float) -> Callable[[np.ndarray], np.ndarray]:
+    """``v -> (X^T X / n + l2 I) v``, one blocked pass over X."""
+    n = X.shape[0]
+
+    def product(v: np.ndarray) -> np.ndarray:
+        out = np.zeros(X.shape[1])
+        for _, block in _row_blocks(X):
+            out += (block @ v) @ block
+        return out / n + l2 * v
+    return product
+
+
 def _quadratic_result(X: np.ndarray, y: np.ndarray, l2: float, w: np.ndarray, method: str,
                       iterations: int, mu: float) -> SolverResult:
-    f = float(obj.least_squares_loss(w, X, y, l2, np))
-    g = obj.least_squares_grad(w, X, y, l2, np)
+    if X.dtype == np.float64 and X.size <= DENSE_MAX_VALUES:   # the Problem's own formulas
+        f = float(obj.least_squares_loss(w, X, y, l2, np))
+        g = obj.least_squares_grad(w, X, y, l2, np)
+    else:
+        f, g = quadratic_value_and_grad(X, y, l2, w)
     return _certified(w, f, g, method, iterations, mu)
 
 
+def _choose_quadratic(X: np.ndarray, method: str) -> str:
+    if method not in QUADRATIC_METHODS:
+        raise ValueError(f"method={method!r} is unknown; choose one of: "
+                         f"{', '.join(QUADRATIC_METHODS)}")
+    if method != "auto":
+        return method
+    n, d = X.shape
+    if X.size <= DENSE_MAX_VALUES and min(n, d) <= DIRECT_MAX_FEATURES:
+        return "direct"
+    return "normal" if n >= d and d <= GRAM_MAX_FEATURES else "cg"
+
+
 def solve_least_squares(X: np.ndarray, y: np.ndarray, *, mu: float = 0.0,
-                        method: str = "auto") -> SolverResult:
-    """Minimum-norm minimiser of ``1/(2n) ||X w - y||^2``; ``mu``: sigma_min^2 / n if known."""
-    if _use_direct(X, method):
-        w, *_ = scipy.linalg.lstsq(X, y, lapack_driver="gelsd")
-        return _quadratic_result(X, y, 0.0, w, "lstsq (LAPACK gelsd, minimum norm)", 1, mu)
-    return _solve_quadratic_cg(X, y, 0.0, mu)
+                        method: str = "auto", w0: np.ndarray | None = None) -> SolverResult:
+    """Minimum-norm minimiser of ``1/(2n) ||X w - y||^2``; ``mu``: sigma_min^2 / n if known.
+
+    ``X`` may be float32 (the objective is still evaluated in float64, block by block).
+    """
+    chosen = _choose_quadratic(X, method)
+    if chosen == "direct":
+        X64 = np.asarray(X, np.float64)
+        w, *_ = scipy.linalg.lstsq(X64, y, lapack_driver="gelsd")
+        return _quadratic_result(X64, y, 0.0, w, "lstsq (LAPACK gelsd, minimum norm)", 1, mu)
+    if chosen == "normal":
+        return _solve_normal_equations(X, y, 0.0, mu)
+    return _solve_quadratic_cg(X, y, 0.0, mu, w0)
 
 
 def solve_ridge(X: np.ndarray, y: np.ndarray, l2: float, *, mu: float = 0.0,
-                method: str = "auto") -> SolverResult:
+                method: str = "auto", w0: np.ndarray | None = None) -> SolverResult:
     """Minimiser of ``1/(2n) ||X w - y||^2 + (l2/2)||w||^2`` (mu >= l2 always)."""
     mu = max(mu, l2)
-    if not _use_direct(X, method):
-        return _solve_quadratic_cg(X, y, l2, mu)
+    chosen = _choose_quadratic(X, method)
+    if chosen == "normal":
+        return _solve_normal_equations(X, y, l2, mu)
+    if chosen == "cg":
+        return _solve_quadratic_cg(X, y, l2, mu, w0)
+    X = np.asarray(X, np.float64)
     n, d = X.shape
     if d <= n:
         H = scipy.linalg.blas.dsyrk(1.0 / n, X.T, lower=1)
@@ -113,19 +177,39 @@ def solve_ridge(X: np.ndarray, y: np.ndarray, l2: float, *, mu: float = 0.0,
     return _quadratic_result(X, y, l2, w, label, 1, mu)
 
 
-def _use_direct(X: np.ndarray, method: str) -> bool:
-    if method not in ("auto", "direct", "cg"):
-        raise ValueError(f"method={method!r} is unknown; choose 'auto', 'direct' or 'cg'")
-    return method == "direct" or (method == "auto" and min(X.shape) <= DIRECT_MAX_FEATURES)
+def _solve_normal_equations(X: np.ndarray, y: np.ndarray, l2: float, mu: float) -> SolverResult:
+    """Cholesky of ``X^T X / n + l2 I`` formed in one blocked pass (d x d memory, float32 X
+    never copied), then iterative refinement with the exact float64 gradient until the
+    certificate holds (at most 5 corrections)."""
+    n, d = X.shape
+    gram, xty = np.zeros((d, d)), np.zeros(d)
+    for start, block in _row_blocks(X):
+        gram += block.T @ block
+        xty += y[start:start + block.shape[0]] @ block
+    H = gram / n
+    H[np.diag_indices_from(H)] += l2
+    try:
+        factor = scipy.linalg.cho_factor(H, lower=True)
+    except np.linalg.LinAlgError:       # singular X^T X without L2: minimum norm by CG
+        return _solve_quadratic_cg(X, y, l2, mu, None)
+    w = scipy.linalg.cho_solve(factor, xty / n)
+    for corrections in range(6):
+        result = _quadratic_result(X, y, l2, w, "", 1, mu)
+        if _done(result.f_star, result.grad_norm, mu, GTOL) or corrections == 5:
+            break
+        w = w - scipy.linalg.cho_solve(factor, quadratic_value_and_grad(X, y, l2, w)[1])
+    return result._replace(method=f"normal equations (blocked X^T X, cholesky, {corrections} "
+                                  "refinement steps)", iterations=corrections + 1)
 
 
-def _solve_quadratic_cg(X: np.ndarray, y: np.ndarray, l2: float, mu: float) -> SolverResult:
+def _solve_quadratic_cg(X: np.ndarray, y: np.ndarray, l2: float, mu: float,
+                        w0: np.ndarray | None) -> SolverResult:
     """CG on the normal equations, restarted from its own point until the certificate holds
     (each restart recomputes the true gradient, which CG's recursion only tracks)."""
-    n, d = X.shape
-    op = scipy.sparse.linalg.LinearOperator(
-        (d, d), matvec=lambda v: (X @ v) @ X / n + l2 * v, dtype=np.float64)
-    w = np.zeros(d)
+    d = X.shape[1]
+    product = _normal_product(X, l2)
+    op = scipy.sparse.linalg.LinearOperator((d, d), matvec=product, dtype=np.float64)
+    w = np.zeros(d) if w0 is None else np.asarray(w0, np.float64)
     iterations = 0
 
     def count(_):
@@ -140,24 +224,29 @@ def _solve_quadratic_cg(X: np.ndarray, y: np.ndarray, l2: float, mu: float) -> S
         target = GTOL
         if mu > 0:  # the gradient norm at which |g|^2/(2 mu) meets the relative gap
             target = max(GTOL, np.sqrt(2 * mu * GAP_RTOL * max(abs(result.f_star), 1e-300)))
-        step, _ = scipy.sparse.linalg.cg(op, -obj.least_squares_grad(w, X, y, l2, np),
-                                         rtol=0.0, atol=0.5 * target, maxiter=20 * d,
-                                         callback=count)
+        gradient = quadratic_value_and_grad(X, y, l2, w)[1]
+        step, _ = scipy.sparse.linalg.cg(op, -gradient, rtol=0.0, atol=0.5 * target,
+                                         maxiter=20 * d, callback=count)
         w = w + step
-    return result._replace(method=f"cg on the normal equations ({iterations} iterations, "
-                                  "X^T X v products)")
+    start = "" if w0 is None else "from the factorization's point, "
+    return result._replace(method=f"cg on the normal equations ({start}{iterations} "
+                                  "iterations, X^T X v products)", iterations=iterations)
 
 
-def solve_from_factors(U_t_y: np.ndarray, V_apply: Callable[[np.ndarray], np.ndarray],
-                       sigma: np.ndarray, n_samples: int, l2: float, X: np.ndarray,
-                       y: np.ndarray) -> SolverResult:
-    """Exact ``w* = V diag(s / (s^2 + n l2)) U^T y`` for ``X = U diag(s) V^T`` (s > 0 entries;
-    zero singular values contribute nothing, the minimum-norm convention)."""
-    sigma = np.asarray(sigma, np.float64)
-    denominator = sigma**2 + n_samples * l2
-    coef = np.divide(sigma, denominator, out=np.zeros_like(sigma), where=denominator > 0)
-    w = V_apply(coef * U_t_y)
-    mu = float(sigma[-1] ** 2 / n_samples + l2) if sigma.size == X.shape[1] else l2
+def solve_from_factors(factorization: Factorization, X: np.ndarray, y: np.ndarray,
+                       l2: float, *, mu: float = 0.0) -> SolverResult:
+    """``w* = V diag(s / (s^2 + n l2)) U^T y`` for ``X = U diag(s) V^T`` (the generator's
+    factors; zero singular values contribute nothing: the minimum-norm convention). Exact
+    for the float64 X the factors describe; for X stored in float32 it is the starting
+    point of CG on the stored X (a few iterations)."""
+    n = X.shape[0]
+    sigma = np.asarray(factorization.singular_values, np.float64)
+    denominator = sigma**2 + n * l2
+    coefficients = np.divide(sigma, denominator, out=np.zeros_like(sigma),
+                             where=denominator > 0)
+    w = factorization.right(coefficients * factorization.left_transpose(np.asarray(y, float)))
+    if X.dtype != np.float64:
+        return _solve_quadratic_cg(X, y, l2, mu, w)
     return _quadratic_result(X, y, l2, w, "factorization X = U diag(s) V^T (exact, no solve)",
                              0, mu)
 
