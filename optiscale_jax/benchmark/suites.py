@@ -29,7 +29,7 @@ searches a grid around them):
   bound, ``sigma_max(X)^2 / n`` for squares, ``/4`` for logistic, ``+ l2``),
   the classical step of gradient descent and within the stable range of both
   momentum methods;
-* Adam, AdamW, NAdam: 1e-2, the spec's estimator example; AdamW's decoupled
+* Adam, AdamW, NAdam: 1e-2, the estimators' default example; AdamW's decoupled
   weight decay 1e-4 (optax's default);
 * RMSProp 1e-3 and Adagrad 1e-1: their common defaults.
 """
