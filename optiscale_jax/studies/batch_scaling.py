@@ -27,7 +27,7 @@ import numpy as np
 from optiscale_jax.benchmark import atomic_write_json, environment_record
 from optiscale_jax.benchmark.identity import canonical_json
 from optiscale_jax.benchmark.progress import EtaPrinter
-from optiscale_jax.optimizers import OPTIMIZER_NAMES, get_optimizer
+from optiscale_jax.optimizers import OptimizerSpec, OptimizerSpecError, resolve_optimizer
 from optiscale_jax.studies import nqm as nqm_lib
 from optiscale_jax.studies import report, workload_zoo
 from optiscale_jax.studies.workloads import Workload
@@ -54,8 +54,6 @@ NQM_OPTIMIZERS = (
     nqm_lib.NQMOptimizer("momentum", (0.0, 0.5, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)),
     nqm_lib.NQMOptimizer("preconditioned_p0.5", (0.0,), 0.5),
 )
-_MOMENTUM_OPTIMIZERS = ("momentum", "nesterov")
-_ADAPTIVE_LR = 1e-2  # centre of the first grid for optimizers that normalise the step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,11 +110,7 @@ def check_settings(settings: StudySettings) -> None:
         raise ValueError(
             f"unknown workload(s) {unknown or '(none given)'}; choose from: {', '.join(WORKLOAD_NAMES)}"
         )
-    bad = [o for o in settings.optimizers if o not in OPTIMIZER_NAMES]
-    if bad or not settings.optimizers:
-        raise ValueError(
-            f"unknown optimizer(s) {bad or '(none given)'}; choose from: {', '.join(OPTIMIZER_NAMES)}"
-        )
+    resolve_specs(settings.optimizers)
     for name in ("batch_exponents", "nqm_batch_exponents"):
         values = getattr(settings, name)
         if not values or any(int(k) != k or k < 0 or k > 24 for k in values):
@@ -134,6 +128,35 @@ def check_settings(settings: StudySettings) -> None:
     )
 
 
+def resolve_specs(optimizers: Sequence[str]) -> dict[str, OptimizerSpec]:
+    """Display name -> :class:`OptimizerSpec` for ``adam``, ``optax:lion``, ``my_pkg.mod:make``, ...
+
+    ValueError (naming the spec and the fix) for an unknown spec, a duplicate name or a factory
+    without a ``learning_rate`` parameter (the study tunes it in a vmapped sweep).
+    """
+    if not optimizers:
+        raise ValueError("no optimizer given; name at least one, e.g. --optimizers=sgd,adam,optax:lion")
+    specs: dict[str, OptimizerSpec] = {}
+    for text in optimizers:
+        try:
+            spec = resolve_optimizer(text)
+        except OptimizerSpecError as err:
+            raise ValueError(str(err)) from err
+        if not spec.accepts_learning_rate:
+            raise ValueError(f"optimizer {text!r} ({spec.import_path}) has no learning_rate parameter; the "
+                             "study tunes the learning rate, so give a factory taking learning_rate=")
+        if spec.name in specs:
+            raise ValueError(f"optimizer name {spec.name!r} is given twice; label one, e.g. mine={text}")
+        specs[spec.name] = spec
+    return specs
+
+
+def _tunes_momentum(spec: OptimizerSpec) -> bool:
+    """Momentum is tuned too when the factory has a numeric ``momentum`` hyperparameter."""
+    default = spec.full_hyperparams().get("momentum")
+    return isinstance(default, (int, float)) and not isinstance(default, bool)
+
+
 def _identity(*parts: Any) -> str:
     return hashlib.sha256(canonical_json(list(parts)).encode()).hexdigest()[:16]
 
@@ -142,8 +165,8 @@ def _lr_grid(center: float, points: int) -> np.ndarray:
     return center * 2.0 ** ((np.arange(points) - (points - 1) / 2) / 2)
 
 
-def _hyper_grid(optimizer: str, lrs: np.ndarray) -> dict[str, np.ndarray]:
-    if optimizer in _MOMENTUM_OPTIMIZERS:
+def _hyper_grid(spec: OptimizerSpec, lrs: np.ndarray) -> dict[str, np.ndarray]:
+    if _tunes_momentum(spec):
         LR, MU = np.meshgrid(lrs, np.asarray(MOMENTUM_GRID), indexing="ij")
         return {"learning_rate": LR.ravel(), "momentum": MU.ravel()}
     return {"learning_rate": lrs}
@@ -159,17 +182,22 @@ def _best_lane(result) -> int | None:
 
 
 def _sweep(
-    workload: Workload, optimizer: str, batch_size: int, lrs: np.ndarray, max_steps: int, measure_noise: bool
+    workload: Workload,
+    spec: OptimizerSpec,
+    batch_size: int,
+    lrs: np.ndarray,
+    max_steps: int,
+    measure_noise: bool,
 ):
     sampler = workload.make_sampler(batch_size)
-    hyper = _hyper_grid(optimizer, lrs)
+    hyper = _hyper_grid(spec, lrs)
     result = steps_to_target(
         params0=workload.params0,
         sample=sampler.sample,
         sample_state=sampler.state0,
         grad=workload.grad,
         objective=workload.objective,
-        make_transform=lambda **h: get_optimizer(optimizer, **h),
+        make_transform=spec.build,
         hyper=hyper,
         target=workload.target,
         max_steps=max_steps,
@@ -180,7 +208,7 @@ def _sweep(
 
 def tune_cell(
     workload: Workload,
-    optimizer: str,
+    spec: OptimizerSpec,
     batch_size: int,
     center: float,
     *,
@@ -197,7 +225,7 @@ def tune_cell(
     workload.check_batch_size(batch_size)
     lrs, sweeps, best, direction = _lr_grid(center, points), [], None, 0
     for extension in range(max_extensions + 1):
-        hyper, result = _sweep(workload, optimizer, batch_size, lrs, max_steps, measure_noise)
+        hyper, result = _sweep(workload, spec, batch_size, lrs, max_steps, measure_noise)
         sweeps.append(
             {
                 "learning_rates": lrs.tolist(),
@@ -216,7 +244,7 @@ def tune_cell(
         if extension < max_extensions:
             lrs = lrs * (lrs[-1] / lrs[0] * np.sqrt(2.0)) ** direction
     on_edge = best is not None and direction != 0 and best[3] == len(sweeps) - 1
-    return _cell_record(workload, optimizer, batch_size, best, sweeps, on_edge)
+    return _cell_record(workload, spec.name, batch_size, best, sweeps, on_edge)
 
 
 def _extension_direction(lrs: np.ndarray, hyper: dict[str, np.ndarray], result, lane: int | None) -> int:
@@ -423,57 +451,35 @@ def _describe(record: dict[str, Any]) -> str:
     return f"{record['steps']} steps ({hyper}){edge}"
 
 
-def _run_simulated(
-    name: str,
-    workload: Workload,
-    scale: float,
-    settings: StudySettings,
-    results: _Results,
-    progress: EtaPrinter,
-) -> None:
-    results.set_workload(
-        name,
-        {
-            "description": workload.description,
-            "target": workload.target,
-            "f_star": workload.f_star,
-            "initial_loss": workload.initial_loss,
-            "n_samples": workload.n_samples,
-        },
-    )
-    for optimizer in settings.optimizers:
-        center, previous_b, points = (
-            workload_zoo.first_learning_rate(optimizer, scale),
-            None,
-            settings.first_grid_points,
-        )
+def _run_simulated(name: str, workload: Workload, scale: float, specs: dict[str, OptimizerSpec],
+                   settings: StudySettings, results: _Results, progress: EtaPrinter) -> None:
+    """Every (optimizer, B) cell of one simulated workload, B ascending; stored cells are skipped.
+
+    The first B sweeps ``first_grid_points`` rates around the optimizer's first guess; each next B
+    sweeps ``grid_points`` rates around the previous best times ``sqrt(B / B_previous)``.
+    """
+    results.set_workload(name, {"description": workload.description, "target": workload.target,
+                                "f_star": workload.f_star, "initial_loss": workload.initial_loss,
+                                "n_samples": workload.n_samples})
+    common = dataclasses.replace(settings, workloads=(), optimizers=()).to_json()
+    for spec in specs.values():
+        center = workload_zoo.first_learning_rate(spec, scale)
+        previous_b, points = None, settings.first_grid_points
         for batch_size in _batch_sizes(settings, name):
-            identity = _identity(
-                name,
-                optimizer,
-                batch_size,
-                dataclasses.replace(settings, workloads=(), optimizers=()).to_json(),
-            )
-            stored = results.cell(identity)
-            if stored is None:
+            identity = _identity(name, spec.to_json(), batch_size, common)
+            record = results.cell(identity)
+            label = f"{name} | {spec.name} | B={batch_size}"
+            if record is None:
                 if previous_b is not None:
                     center *= np.sqrt(batch_size / previous_b)
-                record = tune_cell(
-                    workload,
-                    optimizer,
-                    batch_size,
-                    center,
-                    points=points,
-                    max_steps=settings.max_steps,
-                    max_extensions=settings.max_extensions,
-                    measure_noise=previous_b is None,
-                )
+                record = tune_cell(workload, spec, batch_size, center, points=points,
+                                   max_steps=settings.max_steps, max_extensions=settings.max_extensions,
+                                   measure_noise=previous_b is None)
                 record["identity"] = identity
                 results.add(record)
-                progress.step(f"{name} | {optimizer} | B={batch_size} | {_describe(record)}")
+                progress.step(f"{label} | {_describe(record)}")
             else:
-                record = stored
-                progress.step(f"{name} | {optimizer} | B={batch_size} | stored (resume)", timed=False)
+                progress.step(f"{label} | stored (resume)", timed=False)
             if record["status"] == "reached":
                 center, points = record["hyperparameters"]["learning_rate"], settings.grid_points
             previous_b = batch_size
@@ -488,16 +494,18 @@ def run_study(
 ) -> pathlib.Path:
     """Runs (or resumes) the study; writes the JSON, the Markdown report, the PNGs; returns the JSON path."""
     check_settings(settings)
+    specs = resolve_specs(settings.optimizers)
+    built, total = _plan(settings)
     output = pathlib.Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    built, total = _plan(settings)
     results = _Results(output / RESULTS_FILENAME, settings, resume)
+    results.data["optimizers"] = {name: spec.to_json() for name, spec in specs.items()}
     progress = EtaPrinter(total, stream=stream)
     for name in settings.workloads:
         if name == "nqm":
             _run_nqm(settings, results, progress)
         else:
-            _run_simulated(name, *built[name], settings, results, progress)
+            _run_simulated(name, *built[name], specs, settings, results, progress)
     jax.clear_caches()
     report.write_report(results.path)
     return results.path

@@ -16,14 +16,15 @@ from typing import Any
 import numpy as np
 
 from optiscale_jax.datasets import load_california_housing, load_mnist
+from optiscale_jax.optimizers import OptimizerSpec
 from optiscale_jax.problems import make_problem
 from optiscale_jax.studies import nqm as nqm_lib
 from optiscale_jax.studies import streaming
 from optiscale_jax.studies.workloads import Workload, finite_workload, nqm_workload, streaming_workload
 
-__all__ = ["ADAPTIVE_OPTIMIZERS", "build_workload", "check_streaming", "first_learning_rate"]
+__all__ = ["build_workload", "check_streaming", "first_learning_rate"]
 
-ADAPTIVE_OPTIMIZERS = ("adam", "adamw", "nadam", "rmsprop", "adagrad")
+_GRADIENT_STEP = ("sgd", "momentum", "nesterov")
 _L2 = 1e-4
 
 
@@ -79,10 +80,13 @@ def build_workload(name: str, settings: Any) -> tuple[Workload, float]:
     ), scale
 
 
-def first_learning_rate(optimizer: str, curvature_scale: float) -> float:
-    """Centre of the first grid: ``1/(2 scale)`` for SGD-like steps (momentum: times ``1 - 0.9``), 1e-2 for
-    optimizers that normalise the step (Adam, RMSProp, Adagrad, ...)."""
-    if optimizer in ADAPTIVE_OPTIMIZERS:
-        return 1e-2
+def first_learning_rate(spec: OptimizerSpec, curvature_scale: float) -> float:
+    """Centre of the first grid: ``1/(2 scale)`` for plain gradient steps (SGD; heavy-ball and Nesterov
+    momentum: times ``1 - 0.9``, their step being amplified ``1/(1 - mu)``), else 1e-2 (optimizers that
+    normalise the step: Adam, RMSProp, Lion, ...; the first grid spans a factor 256 around it)."""
     base = 0.5 / curvature_scale
-    return base * 0.1 if optimizer in ("momentum", "nesterov") else base
+    if spec.source == "optiscale" and spec.name in ("momentum", "nesterov"):
+        return base * 0.1
+    if spec.name in _GRADIENT_STEP:
+        return base
+    return 1e-2

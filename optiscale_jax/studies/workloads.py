@@ -151,11 +151,7 @@ def finite_workload(
     n = int(X.shape[0])
     f_star = float(problem.optimum().f_star)
     params0 = np.zeros(problem.n_features, np.float32)
-    initial = float(
-        problem.loss(
-            jnp.asarray(params0, jnp.float64), jnp.asarray(problem.X), jnp.asarray(problem.y, jnp.float64)
-        )
-    )
+    initial = float(problem.loss(params0.astype(np.float64), problem.X, problem.y, xp=np))
 
     def make_sampler(batch_size: int) -> Sampler:
         per_epoch = n // batch_size
