@@ -126,3 +126,23 @@ def test_bad_specs_are_refused_before_any_run(tmp_path, regression_data):
             bench.benchmark_dataset("toy", *regression_data, {},
                                     {"SGD": {"learning_rate": 0.1}, "mine": config}, max_epochs=5)
     assert bench.store.records == []
+
+
+def test_labels_follow_the_project_label_rule(tmp_path):
+    """{-1, +1} labels are classes (logistic), as in the estimators; held-out labels are
+    encoded the same way, so the test error is the plain misclassification rate."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((120, 4))
+    y = np.where(X @ np.array([1.0, -2.0, 0.5, 0.0]) > 0, 1, -1)
+    bench = LargeScaleBenchmark(tmp_path, progress=False)
+    record = bench.benchmark_dataset("signs", X[:100], y[:100], X[100:], y[100:], {},
+                                     {"SGD": {"learning_rate": 0.5}}, max_epochs=30)["SGD"]
+    assert record.problem == "logistic" and record.test_metric == "error_rate"
+    rerun = training.run(bench.dataset_context("signs", X[:100], y[:100], X[100:], y[100:],
+                                               {}).problem, "sgd",
+                         hyperparams={"learning_rate": 0.5}, epochs=30, seed=record.run_seed)
+    predicted = np.where(X[100:] @ np.asarray(rerun.params, np.float64) >= 0, 1, -1)
+    assert math.isclose(record.test_error, np.mean(predicted != y[100:]), abs_tol=1e-12)
+    with pytest.raises(ValueError, match="all whole numbers"):
+        bench.benchmark_dataset("ids", X[:100], np.arange(100) % 3 * 1.0, X[100:],
+                                np.arange(20) % 3 * 1.0, {}, {"SGD": {}}, max_epochs=5)

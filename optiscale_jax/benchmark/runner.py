@@ -59,11 +59,11 @@ from optiscale_jax.benchmark.record import RunRecord, RunStatus
 from optiscale_jax.benchmark.report import REPORT_FILENAME, write_report
 from optiscale_jax.benchmark.store import RESULTS_FILENAME, ResultsStore, atomic_write_json, utc_now
 from optiscale_jax.benchmark.suites import BACKENDS, DTYPES, check_choice
-from optiscale_jax.problems import Problem, make_problem
+from optiscale_jax.problems import Problem, labels, make_problem
 from optiscale_jax.profiling.profiler import OptimizerProfiler
 
 __all__ = ["BACKENDS", "DTYPES", "RESULTS_FILENAME", "DatasetContext", "LargeScaleBenchmark",
-           "PlannedRun", "infer_problem_kind", "learning_rate_grid"]
+           "PlannedRun", "infer_problem_kind", "label_rule", "learning_rate_grid"]
 
 # Learning-rate multipliers of a tuning grid around the configured rate.
 GRID_FACTORS = tuple(2.0**k for k in range(-4, 4))
@@ -76,21 +76,32 @@ def learning_rate_grid(center: float, factors: Sequence[float] = GRID_FACTORS) -
     return [float(center) * f for f in factors]
 
 
+def label_rule(y_train: np.ndarray, metadata: Mapping[str, Any]) -> labels.LabelRule:
+    """The project's one label rule (``optiscale_jax.problems.labels``) for these targets,
+    with the loader's ``task`` (when it names one) settling ambiguous labels."""
+    task = metadata.get("task")
+    return labels.infer_problem_kind(y_train, task=task if task in labels.TASKS else None,
+                                     name="y_train")
+
+
 def infer_problem_kind(y_train: np.ndarray, metadata: Mapping[str, Any]) -> str:
-    """``logistic`` for labels in {0, 1}, ``softmax`` for integer classes 0..k-1
-    (k > 2), ``least_squares`` otherwise; a ``task`` in the metadata saying
-    regression or classification is honoured."""
-    task = str(metadata.get("task", "")).lower()
-    y = np.asarray(y_train)
-    integral = y.size > 0 and np.all(np.isfinite(y)) and np.all(np.equal(np.mod(y, 1), 0))
-    if "regression" in task or not integral:
-        return "least_squares"
-    values = np.unique(y)
-    if values.size <= 2 and set(values.tolist()) <= {0, 1}:
-        return "logistic"
-    if "classification" in task or values.min() >= 0:
-        return "softmax"
-    return "least_squares"
+    """The problem kind of :func:`label_rule`: ``logistic`` for two classes, ``softmax`` for
+    more, ``least_squares`` for real targets."""
+    return label_rule(y_train, metadata).kind
+
+
+def _encode_test_labels(rule: labels.LabelRule, y_test: Any) -> np.ndarray:
+    """Held-out labels in the training rule's encoding (class ``classes[i]`` -> ``i``)."""
+    y_test = np.asarray(y_test)
+    if rule.classes is None or y_test.size == 0:
+        return y_test
+    index = np.searchsorted(rule.classes, y_test)
+    known = (index < rule.classes.size) & (rule.classes[np.minimum(index, rule.classes.size - 1)]
+                                           == y_test)
+    if not np.all(known):
+        raise ValueError(f"y_test holds labels not seen in y_train: "
+                         f"{np.unique(y_test[~known])[:5].tolist()}")
+    return index.astype(rule.encoded_y.dtype)
 
 
 def _category(kind: str) -> str:
@@ -232,9 +243,11 @@ class LargeScaleBenchmark:
         if isinstance(problem, Problem):
             prob = problem
         else:
-            kind = problem or infer_problem_kind(np.asarray(y_train), metadata)
-            weight = l2 if l2 is not None else (1e-4 if kind in ("logistic", "softmax") else 0.0)
-            prob = make_problem(kind, X_train, y_train, weight)
+            rule = labels.infer_problem_kind(y_train, problem, name="y_train") if problem \
+                else label_rule(y_train, metadata)
+            weight = l2 if l2 is not None else (1e-4 if rule.is_classification else 0.0)
+            prob = make_problem(rule.kind, X_train, rule.encoded_y, weight)
+            y_test = _encode_test_labels(rule, y_test)
         return DatasetContext(name, category or _category(prob.kind), prob,
                               data_fingerprint(X_train, y_train, X_test, y_test),
                               np.asarray(X_test), np.asarray(y_test),
