@@ -152,7 +152,8 @@ def fit_sharded(model: Any, optimizer: Any, layout: MeshLayout, X: Any = None, y
                 epochs: int, batch_size: int | None = None, hyperparams: dict | None = None,
                 params0: Any = None, seed: int = 0, n_microbatches: int | None = None,
                 f_star: float | None = None, divergence_factor: float = 1e6,
-                checkpoint_dir: Any = None, checkpoint_every: int | None = None) -> ShardedRun:
+                checkpoint_dir: Any = None, checkpoint_every: int | None = None,
+                gather_params: bool = True) -> ShardedRun:
     """Train ``model`` on ``layout`` with sharded parameters and optimizer state.
 
     Args:
@@ -165,6 +166,8 @@ def fit_sharded(model: Any, optimizer: Any, layout: MeshLayout, X: Any = None, y
         sharded arrays (e.g. ``init_stored_mlp``).
       checkpoint_dir: save the state (Orbax) every ``checkpoint_every`` epochs and at the
         end; when it already holds a checkpoint of this run, resume from the newest one.
+      gather_params: copy the final parameters to the host into ``result.params``
+        (False: ``result.params`` is None; the sharded parameters are in ``state``).
       Others: as ``optiscale_jax.training.run_objective`` (float32 throughout).
     """
     check_model(model, layout)
@@ -178,65 +181,110 @@ def fit_sharded(model: Any, optimizer: Any, layout: MeshLayout, X: Any = None, y
     transform = factory()
     label_dtype = jnp.float32 if isinstance(model, MLPSpec) else _label_dtype(y)
     sm = sharded_model(model, layout, n_microbatches=n_microbatches, label_dtype=label_dtype)
-    X_host = np.asarray(X, np.float32)
-    if not isinstance(model, MLPSpec):  # zero feature columns once, not per step
-        d_stored = linear_padded_shape(model.param_shape, layout)[0]
-        X_host = np.pad(X_host, ((0, 0), (0, d_stored - X_host.shape[1])))
-    X_global, y_global = place_rows(X_host, layout, np.float32), place_rows(y, layout, label_dtype)
-    plan = batch_plan(int(X_global.shape[0]), batch_size)
-    if params0 is None:
-        params0 = initial_params(model, seed)
-    leaves = jax.tree.leaves(params0)
-    stored = (params0 if all(isinstance(p, jax.Array) and p.shape == leaf.shape
-                             for p, leaf in zip(leaves, jax.tree.leaves(sm.stored_shapes())))
-              else sm.place(params0))
-    state = TrainState(stored, init_opt_state(transform, stored, sm.shardings, layout.mesh))
+    X_global, y_global = _place_data(model, layout, X, y, label_dtype)
+    state = _initial_state(sm, transform, initial_params(model, seed) if params0 is None else params0)
     meta = _run_meta(sm, name, hyper, state.opt_state, seed, batch_size)
-    history: dict[str, list] = {"losses": [], "grad_norms": []}
-    threshold, initial = -1.0, None
+    progress = _Progress()
     if checkpoint_dir is not None and latest_epoch(checkpoint_dir) is not None:
-        target = {"params": sm.stored_shapes(), "opt_state": jax.tree.map(
-            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state.opt_state)}
-        restored = restore_checkpoint(checkpoint_dir, target, meta)
-        saved = restored.meta
-        state = TrainState(restored.params, restored.opt_state, saved["epoch"], saved["diverged_epoch"])
-        threshold, initial, history = saved["threshold"], saved["initial"], saved["history"]
-    opt_shardings = jax.tree.map(lambda a: a.sharding, state.opt_state)
-    segment_length = min(checkpoint_every or epochs, epochs)
-    compiled: dict[int, CompiledSegment] = {}
+        state, progress = _resume(checkpoint_dir, sm, state, meta)
     jax.block_until_ready(state)
-    setup_time_s, run_time_s = time.perf_counter() - start, 0.0
+    setup_time_s = time.perf_counter() - start
+    state, compiled = _run_segments(sm, transform, state, X_global, y_global, progress, epochs=epochs,
+                                    plan=batch_plan(int(X_global.shape[0]), batch_size), seed=seed,
+                                    divergence_factor=divergence_factor, checkpoint_dir=checkpoint_dir,
+                                    checkpoint_every=checkpoint_every, meta=meta)
+    result = make_result(
+        params=sm.gather(state.params) if gather_params else None,
+        initial_loss=progress.initial[0], initial_grad_norm=progress.initial[1],
+        train_loss=np.asarray(progress.losses), grad_norm=np.asarray(progress.grad_norms),
+        diverged_epoch=state.diverged_epoch or None, f_star=f_star, tol=1e-6, grad_tol=None,
+        compile_time_s=sum(c.compile_time_s for c in compiled.values()),
+        run_time_s=progress.run_time_s, backend="jax", device=_device_label(layout), dtype="float32",
+        optimizer=name, hyperparams=hyper, batch_size=batch_size, seed=seed)
+    result = dataclasses.replace(result, setup_time_s=setup_time_s)
+    return ShardedRun(result, state, sm, compiled[max(compiled)] if compiled else None)
+
+
+@dataclasses.dataclass
+class _Progress:
+    """What a run has recorded so far (kept in a checkpoint's meta to resume it)."""
+
+    threshold: float = -1.0         # divergence bound, fixed by the first segment
+    initial: list | None = None     # [f(w_0), ||grad f(w_0)||]
+    losses: list = dataclasses.field(default_factory=list)
+    grad_norms: list = dataclasses.field(default_factory=list)
+    run_time_s: float = 0.0
+
+    def add(self, record: Any, seconds: float, divergence_factor: float) -> None:
+        losses, gnorms = (np.asarray(r, np.float64) for r in record)
+        if self.initial is None:
+            self.initial = [float(losses[0]), float(gnorms[0])]
+            self.threshold = divergence_factor * max(abs(self.initial[0]), DIVERGENCE_FLOOR)
+        self.losses += losses[1:].tolist()
+        self.grad_norms += gnorms[1:].tolist()
+        self.run_time_s += seconds
+
+    def meta(self, state: TrainState) -> dict:
+        return {"diverged_epoch": state.diverged_epoch, "threshold": self.threshold,
+                "initial": self.initial, "history": {"losses": self.losses, "grad_norms": self.grad_norms},
+                "stored_shapes": [list(a.shape) for a in jax.tree.leaves(
+                    {"params": state.params, "opt_state": state.opt_state})]}
+
+
+def _run_segments(sm: ShardedModel, transform: Any, state: TrainState, X: jax.Array, y: jax.Array,
+                  progress: _Progress, *, epochs: int, plan: Any, seed: int, divergence_factor: float,
+                  checkpoint_dir: Any, checkpoint_every: int | None, meta: dict) -> tuple:
+    """Run from ``state.epoch`` to ``epochs`` in segments of ``checkpoint_every`` epochs (one
+    segment without checkpoints), saving after each; returns (state, compiled segments)."""
+    compiled: dict[int, CompiledSegment] = {}
+    segment_length = min(checkpoint_every or epochs, epochs)
     while state.epoch < epochs:
         n = min(segment_length, epochs - state.epoch)
         if n not in compiled:
             program = build_segment(sm.loss, transform, plan, n, divergence_factor)
-            compiled[n] = compile_segment(program, state, X_global, y_global, sm.shardings,
-                                          opt_shardings, layout.mesh)
-        state, record, seconds = run_segment(compiled[n], state, X_global, y_global, seed=seed,
-                                             threshold=threshold)
-        run_time_s += seconds
-        losses, gnorms = (np.asarray(r, np.float64) for r in record)
-        if initial is None:
-            initial = [float(losses[0]), float(gnorms[0])]
-            threshold = divergence_factor * max(abs(initial[0]), DIVERGENCE_FLOOR)
-        history["losses"] += losses[1:].tolist()
-        history["grad_norms"] += gnorms[1:].tolist()
+            compiled[n] = compile_segment(program, state, X, y, sm.shardings,
+                                          jax.tree.map(lambda a: a.sharding, state.opt_state),
+                                          sm.layout.mesh)
+        state, record, seconds = run_segment(compiled[n], state, X, y, seed=seed,
+                                             threshold=progress.threshold)
+        progress.add(record, seconds, divergence_factor)
         if checkpoint_dir is not None:
-            save_checkpoint(checkpoint_dir, state.epoch, state.params, state.opt_state, {
-                **meta, "diverged_epoch": state.diverged_epoch, "threshold": threshold,
-                "initial": initial, "history": history,
-                "stored_shapes": [list(a.shape) for a in jax.tree.leaves(
-                    {"params": state.params, "opt_state": state.opt_state})]})
-    result = make_result(
-        params=sm.gather(state.params), initial_loss=initial[0], initial_grad_norm=initial[1],
-        train_loss=np.asarray(history["losses"]), grad_norm=np.asarray(history["grad_norms"]),
-        diverged_epoch=state.diverged_epoch or None, f_star=f_star, tol=1e-6, grad_tol=None,
-        compile_time_s=sum(c.compile_time_s for c in compiled.values()), run_time_s=run_time_s,
-        backend="jax", device=_device_label(layout), dtype="float32", optimizer=name,
-        hyperparams=hyper, batch_size=batch_size, seed=seed)
-    result = dataclasses.replace(result, setup_time_s=setup_time_s)
-    last = compiled[max(compiled)] if compiled else None
-    return ShardedRun(result, state, sm, last)
+            save_checkpoint(checkpoint_dir, state.epoch, state.params, state.opt_state,
+                            {**meta, **progress.meta(state)})
+    return state, compiled
+
+
+def _place_data(model: Any, layout: MeshLayout, X: Any, y: Any, label_dtype: Any) -> tuple:
+    """X (with a linear model's zero feature columns added once, not per step) and y as
+    global arrays, rows over ``data``."""
+    X_host = np.asarray(X, np.float32)
+    if not isinstance(model, MLPSpec):
+        d_stored = linear_padded_shape(model.param_shape, layout)[0]
+        X_host = np.pad(X_host, ((0, 0), (0, d_stored - X_host.shape[1])))
+    return place_rows(X_host, layout, np.float32), place_rows(y, layout, label_dtype)
+
+
+def _initial_state(sm: ShardedModel, transform: Any, params0: Any) -> TrainState:
+    """Parameters in their stored layout (placed from the host unless they already are)
+    and the optimizer state built on the devices, sharded like them."""
+    leaves = jax.tree.leaves(params0)
+    targets = jax.tree.leaves(sm.stored_shapes())
+    already = len(leaves) == len(targets) and all(
+        isinstance(p, jax.Array) and p.shape == t.shape for p, t in zip(leaves, targets))
+    stored = params0 if already else sm.place(params0)
+    return TrainState(stored, init_opt_state(transform, stored, sm.shardings, sm.layout.mesh))
+
+
+def _resume(directory: Any, sm: ShardedModel, state: TrainState, meta: dict) -> tuple:
+    """The newest checkpoint of this run, restored into this run's layout."""
+    target = {"params": sm.stored_shapes(), "opt_state": jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state.opt_state)}
+    restored = restore_checkpoint(directory, target, meta)
+    saved = restored.meta
+    progress = _Progress(threshold=saved["threshold"], initial=saved["initial"],
+                         losses=saved["history"]["losses"], grad_norms=saved["history"]["grad_norms"])
+    return (TrainState(restored.params, restored.opt_state, saved["epoch"], saved["diverged_epoch"]),
+            progress)
 
 
 def _device_label(layout: MeshLayout) -> str:

@@ -20,6 +20,12 @@ from typing import Any, NamedTuple
 import jax
 
 from optiscale_jax.profiling._device_memory import DeviceMemory, device_memory
+from optiscale_jax.profiling._host_memory import HostPeak, current_rss_bytes, host_peak, reset_host_peak
+
+# The host side of a sharded run's memory (virtual CPU devices share the host's RAM, so the
+# host peak shows whether sharding saved memory): re-exported for the parallel package.
+__all__ = ["DeviceMemory", "HostPeak", "ShardedMemory", "current_rss_bytes", "device_memory",
+           "host_peak", "logical_bytes", "per_device_bytes", "reset_host_peak", "sharded_memory"]
 
 
 def per_device_bytes(tree: Any) -> dict[str, int]:
