@@ -29,7 +29,7 @@ N_ROWS = 1024
 EPOCHS = 20
 LEARNING_RATE = 0.5
 L2 = 1e-4
-DEADLINE_S = 50.0
+DEADLINE_S = 120.0
 
 
 def _free_port() -> int:
@@ -52,7 +52,7 @@ def _stop(processes) -> None:
             proc.wait()
 
 
-def _launch(process_ids, port, tmp_path, data_file):
+def _launch(process_ids, port, tmp_path, data_file, strategy="data_parallel"):
     """Start worker processes (own process groups), output to log files."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
@@ -65,7 +65,7 @@ def _launch(process_ids, port, tmp_path, data_file):
              f"--coordinator_address=127.0.0.1:{port}",
              f"--coordinator_bind_address=127.0.0.1:{port}",
              "--num_processes=2", f"--process_id={process_id}",
-             "--heartbeat_timeout_s=10", "--initialization_timeout_s=30",
+             "--heartbeat_timeout_s=10", "--initialization_timeout_s=30", f"--strategy={strategy}",
              f"--data={data_file}", f"--n_rows={N_ROWS}", f"--epochs={EPOCHS}",
              f"--learning_rate={LEARNING_RATE}", f"--l2={L2}",
              f"--output={tmp_path / f'coef_{process_id}.npy'}"],
@@ -102,10 +102,15 @@ def mnist_file(data_dir, tmp_path_factory):
     return path
 
 
-def test_two_processes_train_to_the_single_process_result(mnist_file, tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["data_parallel", "fsdp"])
+def test_two_processes_train_to_the_single_process_result(mnist_file, tmp_path, strategy):
+    """2 processes x 2 devices; under fsdp each process stores only its half of the 784
+    coefficients (2 shards of 196 float32), replicated data parallelism all of them
+    on each device."""
     processes, logs = [], []
     try:
-        processes, logs = _launch([0, 1], _free_port(), tmp_path, mnist_file)
+        processes, logs = _launch([0, 1], _free_port(), tmp_path, mnist_file, strategy)
         codes = _wait(processes, DEADLINE_S)
     finally:
         _stop(processes)
@@ -113,6 +118,9 @@ def test_two_processes_train_to_the_single_process_result(mnist_file, tmp_path):
     assert codes == [0, 0], f"exit codes {codes} (None: past the {DEADLINE_S} s deadline)\n" + (
         "\n".join(out[-3000:] for out in outputs))
     assert "process 0/2: 4 devices" in outputs[0] and "process 1/2: 4 devices" in outputs[1]
+    held = 784 * 4 // 2 if strategy == "fsdp" else 2 * 784 * 4  # bytes on this process's 2 devices
+    for output in outputs:
+        assert f"parameter bytes held here {held} of {784 * 4} on 2 devices" in output
 
     coefs = [np.load(tmp_path / f"coef_{i}.npy") for i in range(2)]
     np.testing.assert_array_equal(coefs[0], coefs[1])

@@ -9,9 +9,11 @@ Start one copy per process (per host, or per GPU), each with its own id:
 
 Each process loads MNIST-binary (digits 0-4 vs 5-9; or ``--data=file.npz``), keeps the first ``--n_rows``
 rows, takes its own contiguous block of ``n_rows / num_processes`` rows, and
-trains L2 logistic regression with plain SGD on a data-parallel mesh over every
-process's devices. Every process ends with the same coefficients (saved with
-``np.save`` when ``--output`` is given).
+trains L2 logistic regression with plain SGD over every process's devices
+(``--strategy``: data_parallel replicates the coefficients, fsdp splits them and
+their optimizer state so that each process stores only its devices' shards). Every
+process ends with the same coefficients (saved with ``np.save`` when ``--output``
+is given) and prints the parameter bytes its devices hold.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def main(argv: list[str]) -> int:
     import optax  # noqa: PLC0415
 
     from optiscale_jax.parallel.trainer import ParallelTrainer  # noqa: PLC0415
+    from optiscale_jax.profiling.sharding_memory import logical_bytes, per_device_bytes  # noqa: PLC0415
 
     if args.data:
         with np.load(args.data) as data:
@@ -83,8 +86,11 @@ def main(argv: list[str]) -> int:
     trainer = ParallelTrainer(None, args.strategy, optax.sgd(args.learning_rate),
                               model="logistic", l2=args.l2, epochs=args.epochs)
     trainer.fit(np.asarray(X)[rows], np.asarray(y)[rows])
+    held = per_device_bytes(trainer.state_.params)  # this process's devices only
     print(f"process {info.process_id}/{info.process_count}: {info.global_device_count} devices, "
-          f"final loss {trainer.history_[-1]:.8f}", flush=True)
+          f"final loss {trainer.history_[-1]:.8f}, parameter bytes held here "
+          f"{sum(held.values())} of {logical_bytes(trainer.state_.params)} on {len(held)} devices",
+          flush=True)
     if args.output:
         np.save(args.output, trainer.coef_)
     shutdown_distributed()
