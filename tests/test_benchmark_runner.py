@@ -86,6 +86,7 @@ def test_problem_kind_and_grid():
 USER_FILE = pathlib.Path(__file__).parent / "fixtures" / "user_optimizers.py"
 
 
+@pytest.mark.slow
 def test_a_user_factory_and_an_optax_optimizer_run_and_are_identified(tmp_path, regression_data):
     bench = LargeScaleBenchmark(tmp_path, progress=False)
     results = bench.benchmark_dataset("toy", *regression_data, {}, {
@@ -128,6 +129,7 @@ def test_bad_specs_are_refused_before_any_run(tmp_path, regression_data):
     assert bench.store.records == []
 
 
+@pytest.mark.slow
 def test_labels_follow_the_project_label_rule(tmp_path):
     """{-1, +1} labels are classes (logistic), as in the estimators; held-out labels are
     encoded the same way, so the test error is the plain misclassification rate."""

@@ -73,6 +73,7 @@ import jax
 from absl import app, flags
 
 from optiscale_jax.benchmark.progress import EtaPrinter, format_duration
+from optiscale_jax.datasets import user_cache_dir
 
 __all__ = [
     "EtaPrinter",
@@ -191,13 +192,9 @@ def check_writable_file(path: str | os.PathLike, flag: str) -> pathlib.Path:
 
 # ----------------------------------------------------------------------------- runtime
 def default_compilation_cache_dir() -> pathlib.Path:
-    """Where the compilation cache lives unless ``--compilation_cache_dir`` says otherwise."""
-    root = os.environ.get("OPTISCALE_CACHE_DIR")
-    if root:
-        return pathlib.Path(root).expanduser().resolve() / "jax_compilation"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = pathlib.Path(xdg).expanduser() if xdg else pathlib.Path.home() / ".cache"
-    return (base / "optiscale_jax" / "jax_compilation").resolve()
+    """Where the compilation cache lives unless ``--compilation_cache_dir`` says otherwise:
+    ``jax_compilation`` in the user cache (``optiscale_jax.datasets.user_cache_dir``)."""
+    return (user_cache_dir() / "jax_compilation").expanduser().resolve()
 
 
 def configure_compilation_cache(path: str | os.PathLike | None) -> pathlib.Path | None:
