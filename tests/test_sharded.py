@@ -206,5 +206,22 @@ def test_bad_layouts_are_refused(kwargs, message):
 
 def test_non_binary_labels_point_at_softmax():
     X = np.zeros((8, 3), np.float32)
-    with pytest.raises(ValueError, match="use model='softmax'"):
+    with pytest.raises(ValueError, match="with ParallelTrainer pass model='softmax'"):
         ParallelTrainer(2, "fsdp", model="logistic", epochs=1).fit(X, np.arange(8) % 3)
+    with pytest.raises(ValueError, match="for more classes use model='softmax'"):
+        ParallelTrainer(2, "fsdp", model=MLPSpec(3, 4, 0), epochs=1).fit(X, np.arange(8) % 3)
+
+
+def test_auto_model_reads_string_classes_and_predicts_them():
+    """model='auto' with three string classes: softmax, labels decoded by predict."""
+    rng = np.random.default_rng(0)
+    centers = np.array([[3.0, 0.0], [0.0, 3.0], [-3.0, -3.0]])
+    index = np.arange(48) % 3
+    X = (centers[index] + 0.3 * rng.normal(size=(48, 2))).astype(np.float32)
+    y = np.array(["cat", "dog", "emu"])[index]
+    trainer = ParallelTrainer(4, "fsdp", "sgd", hyperparams={"learning_rate": 0.5}, model="auto",
+                              epochs=20).fit(X, y)
+    assert trainer.coef_.shape == (2, 3) and list(trainer.classes_) == ["cat", "dog", "emu"]
+    expected = np.array(["cat", "dog", "emu"])[np.argmax(X.astype(np.float64) @ trainer.coef_, axis=1)]
+    np.testing.assert_array_equal(trainer.predict(X), expected)
+    assert trainer.score(X, y) == pytest.approx(np.mean(expected == y)) == 1.0

@@ -47,6 +47,7 @@ from optiscale_jax.parallel.pipeline import (
 )
 from optiscale_jax.parallel.sharded_model import ShardedModel, initial_params, sharded_model
 from optiscale_jax.problems import make_problem
+from optiscale_jax.problems.labels import infer_problem_kind
 from optiscale_jax.training import RunResult, batch_plan
 from optiscale_jax.training.engine import DIVERGENCE_FLOOR, resolve_optimizer
 from optiscale_jax.training.result import jsonable, make_result
@@ -61,8 +62,8 @@ def check_model(model: Any, layout_or_strategy: MeshLayout | str) -> None:
         model.validate()
         return
     kind = getattr(model, "kind", model)
-    if not isinstance(kind, str) or kind not in LINEAR_KINDS:
-        raise ValueError(f"model={model!r} is invalid; pass one of {', '.join(LINEAR_KINDS)}, "
+    if not isinstance(kind, str) or kind not in LINEAR_KINDS + ("auto",):
+        raise ValueError(f"model={model!r} is invalid; pass one of {', '.join(LINEAR_KINDS)}, 'auto', "
                          "an optiscale_jax.problems.Problem, or an MLPSpec")
     if "pipeline" in strategy:
         raise ValueError(
@@ -321,7 +322,9 @@ class ParallelTrainer:
         (see ``mesh_shape``).
       optimizer: name from ``optiscale_jax.optimizers`` (with ``hyperparams``) or an
         optax ``GradientTransformation``.
-      model: 'logistic' (default), 'least_squares', 'ridge', 'softmax', or an ``MLPSpec``.
+      model: 'logistic' (default), 'least_squares', 'ridge', 'softmax', 'auto' (the kind
+        read off ``y`` by ``optiscale_jax.problems.labels.infer_problem_kind``, the rule the
+        estimators use), or an ``MLPSpec`` (a binary classifier, 0 / 1 labels).
       l2: L2 coefficient of a linear model (an MLPSpec carries its own).
       epochs, batch_size, seed: as the engine (batch_size None = full batch).
       mesh_shape: (n_data, n_model_or_stage) for the 2-d strategies.
@@ -367,22 +370,27 @@ class ParallelTrainer:
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
 
-    def _model_for(self, X: Any, y: Any) -> Any:
+    def _model_for(self, X: Any, y: Any) -> tuple[Any, Any]:
+        """(the model to train, y encoded for it). A named linear model reads its labels with
+        the package's one label rule (``problems.labels.infer_problem_kind``): 'auto' infers
+        the kind; class labels of any type are encoded 0..k-1 and decoded by ``predict``."""
         if not isinstance(self.model, str):  # an MLPSpec, or a Problem to train on X, y
-            return self.model
-        if self.model == "logistic":
-            labels = np.unique(np.asarray(y))
-            if labels.size > 2 or not np.all(np.isin(labels, (0, 1))):
-                raise ValueError(
-                    f"model='logistic' is a binary classifier and needs 0 / 1 labels; y holds "
-                    f"{labels.size} distinct values {labels[:10].tolist()}; for more classes "
-                    "use model='softmax', for real-valued targets model='least_squares'")
-        return make_problem(self.model, X, y, self.l2)
+            self.label_rule_ = None
+            return self.model, y
+        try:
+            rule = infer_problem_kind(y, loss=None if self.model == "auto" else self.model)
+        except ValueError as error:
+            raise ValueError(f"model={self.model!r}: {error}; with ParallelTrainer pass "
+                             "model='softmax' (several classes) or model='auto'") from None
+        self.label_rule_ = rule
+        self.classes_ = rule.classes
+        encoded = rule.encoded_y.astype(np.int32 if rule.kind == "softmax" else np.float32)
+        return make_problem(rule.kind, X, encoded, self.l2), encoded
 
     def fit(self, X: Any, y: Any) -> ParallelTrainer:
         """Train on ``X`` (n, d), ``y`` (n,): the whole data in one process, this
         process's rows in a multi-process run. Returns ``self``."""
-        model = self._model_for(X, y)
+        model, y = self._model_for(X, y)
         run = fit_sharded(model, self.optimizer, self.layout, X, y, epochs=self.epochs,
                           batch_size=self.batch_size, hyperparams=self.hyperparams,
                           seed=self.seed, n_microbatches=self.n_microbatches,
@@ -424,11 +432,10 @@ class ParallelTrainer:
         """Class labels (0 / 1; argmax for softmax) or regression values."""
         scores = self.decision_function(X)
         kind = self._kind()
-        if kind == "logistic":
-            return (scores >= 0).astype(np.int64)
-        if kind == "softmax":
-            return np.argmax(scores, axis=1)
-        return scores
+        if kind not in ("logistic", "softmax"):
+            return scores
+        indices = (scores >= 0).astype(np.int64) if kind == "logistic" else np.argmax(scores, axis=1)
+        return indices if self.label_rule_ is None else self.label_rule_.decode(indices)
 
     def score(self, X: Any, y: Any) -> float:
         """Accuracy for a classifier, R^2 (coefficient of determination) for a regressor."""
@@ -437,6 +444,6 @@ class ParallelTrainer:
         if y.shape[0] != prediction.shape[0]:
             raise ValueError(f"y has {y.shape[0]} rows but X has {prediction.shape[0]}")
         if self._kind() in ("logistic", "softmax"):
-            return float(np.mean(prediction == y.astype(np.int64)))
+            return float(np.mean(prediction == y))
         y = y.astype(np.float64)
         return float(1.0 - np.sum((y - prediction) ** 2) / np.sum((y - y.mean()) ** 2))
