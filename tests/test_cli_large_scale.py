@@ -49,7 +49,7 @@ def _bench(capsys, tmp_path, *args):
 @pytest.mark.parametrize("args, message", [
     (["--seed=-1", "--resume"], "--seed must be an integer >= 0, got -1"),
     (["--epochs=2147483653", "--resume"], "--epochs=2147483653 is out of range; give an integer "
-                                          ">= 1 and <= 2147483647"),
+                                          "from 1 to 2147483647"),
     (["--epochs=0", "--resume"], "--epochs=0 is out of range"),
     ([], "already holds results (runs, large_scale_results.json); pass --resume"),
     (["--resume", "--overwrite"], "--resume and --overwrite exclude each other"),

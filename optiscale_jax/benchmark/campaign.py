@@ -150,7 +150,8 @@ def plan_campaign(*, suite: str = "default", datasets: Sequence[str] | None = No
     check_choice(precision, DTYPES, "precision")
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)
                                or not 1 <= epochs <= 2**31 - 1):
-        raise ValueError(f"epochs must be an integer from 1 to 2**31 - 1, got {epochs!r}")
+        raise ValueError(f"--epochs={epochs!r} is out of range; give an integer from 1 to "
+                         f"{2**31 - 1} (2**31 - 1)")
     suite_epochs = {entry.dataset: entry.epochs for entry in SUITES[suite]}
     if datasets:
         keys = check_datasets(datasets)

@@ -112,8 +112,7 @@ def _slurm_parameters() -> dict[str, Any]:
 
 
 def _plan() -> campaign.CampaignPlan:
-    if FLAGS.epochs is not None:
-        _common.check_int(FLAGS.epochs, "epochs", minimum=1, maximum=2**31 - 1)
+    """Every flag that shapes the work, validated once, by ``campaign.plan_campaign``."""
     return campaign.plan_campaign(suite=FLAGS.suite, datasets=FLAGS.datasets,
                                   optimizers=FLAGS.optimizers, epochs=FLAGS.epochs,
                                   backend=FLAGS.backend, precision=FLAGS.precision,
