@@ -10,12 +10,18 @@ import tarfile
 import numpy as np
 import pytest
 import scipy.linalg
+import sklearn.datasets._california_housing as skcal
 import threadpoolctl
+from sklearn.datasets import fetch_california_housing
 
 from optiscale_jax.datasets import (
+    DataCorruptError,
     DataFileError,
+    DataNotFoundError,
+    data_roots,
     load_california_housing,
     load_mnist,
+    locate_dataset,
     metadata_from_singular_values,
     spectral_metadata,
 )
@@ -260,8 +266,6 @@ def _raw_california(data_dir):
 def sklearn_archive(monkeypatch, tmp_path, data_dir):
     """scikit-learn's fetcher fed the StatLib file as its archive (no network): its own code
     then derives the 8 features, so the comparison is against scikit-learn's definitions."""
-    import sklearn.datasets._california_housing as skcal
-
     raw = _raw_california(data_dir)
     body = "\n".join(",".join(f"{v:f}" for v in row) for row in raw).encode()
 
@@ -280,11 +284,9 @@ def sklearn_archive(monkeypatch, tmp_path, data_dir):
 
 def test_california_features_equal_scikit_learn_row_for_row(sklearn_archive, data_dir, tmp_path,
                                                             monkeypatch):
-    from sklearn.datasets import fetch_california_housing
-
     X_sk, y_sk = fetch_california_housing(return_X_y=True)
     X, y, X_te, _, meta = load_california_housing(data_dir=data_dir, test_size=0.0,
-                                                  standardize=False)
+                                                  standardize=False, dtype=np.float64)
     assert X.shape == (20_640, 8) and X_te.shape == (0, 8)
     np.testing.assert_allclose(X, X_sk, rtol=1e-12)
     np.testing.assert_allclose(y, y_sk, rtol=1e-12)
@@ -295,7 +297,7 @@ def test_california_features_equal_scikit_learn_row_for_row(sklearn_archive, dat
     monkeypatch.setenv("OPTISCALE_CACHE_DIR", str(tmp_path / "cache"))
     X_fb, y_fb, *_, meta_fb = load_california_housing(data_dir=tmp_path / "none",
                                                       test_size=0.0, standardize=False,
-                                                      download=True)
+                                                      download=True, dtype=np.float64)
     assert meta_fb["source"] == "sklearn.datasets.fetch_california_housing"
     np.testing.assert_allclose(X_fb, X, rtol=1e-12)
 
@@ -303,12 +305,21 @@ def test_california_features_equal_scikit_learn_row_for_row(sklearn_archive, dat
 def test_california_missing_everywhere(tmp_path, monkeypatch):
     monkeypatch.setenv("SCIKIT_LEARN_DATA", str(tmp_path / "sklearn_home"))
     monkeypatch.setenv("OPTISCALE_CACHE_DIR", str(tmp_path / "cache"))
-    with pytest.raises(FileNotFoundError, match="(?s)California Housing not found.*download=True"):
+    with pytest.raises(DataNotFoundError) as caught:
         load_california_housing(data_dir=tmp_path / "none", download=False)
+    message = str(caught.value)
+    assert isinstance(caught.value, FileNotFoundError)
+    for expected in ("data set 'california_housing' not found", str(tmp_path / "none"),
+                     str(tmp_path / "sklearn_home" / "cal_housing.pkz"), "--data_dir=DIR",
+                     "OPTISCALE_DATA_DIR=DIR", "load_california_housing(download=True)"):
+        assert expected in message
+    with pytest.raises(DataNotFoundError, match="california_housing"):
+        locate_dataset("california_housing", tmp_path / "none")
 
 
 def test_california_standardized_condition_number(data_dir):
-    X, y, _, _, meta = load_california_housing(data_dir=data_dir, test_size=0.0)
+    X, y, _, _, meta = load_california_housing(data_dir=data_dir, test_size=0.0,
+                                               dtype=np.float64)
     assert meta["n_train"] == 20_640 and meta["n_features"] == 8 and meta["rank"] == 8
     kappa_independent = np.linalg.cond(X) ** 2  # numpy's 2-norm condition number of X, squared
     assert meta["condition_number"] == pytest.approx(kappa_independent, rel=1e-10)
@@ -322,12 +333,14 @@ def test_california_standardized_condition_number(data_dir):
 
 
 def test_california_split_uses_training_statistics(data_dir):
-    X_tr, y_tr, X_te, y_te, meta = load_california_housing(data_dir=data_dir, seed=1)
+    X_tr, y_tr, X_te, y_te, meta = load_california_housing(data_dir=data_dir, seed=1,
+                                                           dtype=np.float64)
     assert (X_tr.shape[0], X_te.shape[0]) == (16_512, 4_128)
     assert meta["n_train"] == 16_512 and meta["n_test"] == 4_128
     np.testing.assert_allclose(X_tr.mean(axis=0), 0.0, atol=1e-10)
     assert np.abs(X_te.mean(axis=0)).max() > 1e-4  # test rows are scaled with train statistics
-    raw_X, _, *_ = load_california_housing(data_dir=data_dir, test_size=0.0, standardize=False)
+    raw_X, _, *_ = load_california_housing(data_dir=data_dir, test_size=0.0, standardize=False,
+                                           dtype=np.float64)
     restored = X_te * np.array(meta["feature_std"]) + np.array(meta["feature_mean"])
     raw_rows = {np.round(r, 6).tobytes() for r in raw_X}
     assert all(np.round(r, 6).tobytes() in raw_rows for r in restored[:50])
@@ -349,7 +362,8 @@ _ROWS = [[-122.2 - i, 37.8 + i, 41 + i, 880 + 10 * i, 129 + i, 322 + 3 * i, 126 
 
 def test_california_headerless_statlib_file(tmp_path):
     _write_csv(tmp_path, _ROWS, header=False)
-    X, y, *_ = load_california_housing(data_dir=tmp_path, test_size=0.0, standardize=False)
+    X, y, *_ = load_california_housing(data_dir=tmp_path, test_size=0.0, standardize=False,
+                                       dtype=np.float64)
     row = _ROWS[3]
     np.testing.assert_allclose(X[3], [row[7], row[2], row[3] / row[6], row[4] / row[6], row[5],
                                       row[5] / row[6], row[1], row[0]])
@@ -373,3 +387,49 @@ def test_california_csv_with_empty_field_or_wrong_columns(tmp_path):
     _write_csv(tmp_path, [r[:8] for r in _ROWS], header=False)
     with pytest.raises(DataFileError, match="has 8 columns, expected 9"):
         load_california_housing(data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"\xff\xfe-122.2,37.8\n", "is not UTF-8 text"),
+    (b"", "is empty"),
+    (b"longitude,latitude,housing_median_age,total_rooms,total_bedrooms,population,"
+     b"households,median_income,median_house_value\n", "has a header but no data rows"),
+])
+def test_undecodable_or_empty_california_file_names_the_file(tmp_path, content, match):
+    folder = tmp_path / "california_housing"
+    folder.mkdir()
+    (folder / "cal_housing.data").write_bytes(content)
+    with pytest.raises(DataCorruptError, match=match) as caught:
+        load_california_housing(data_dir=tmp_path)
+    assert str(folder / "cal_housing.data") in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_one_location_rule_relative_paths_absolute_messages(data_dir, tmp_path, monkeypatch):
+    """Argument, else OPTISCALE_DATA_DIR, else the user cache; a relative path is taken from
+    the current directory when it is read and shown absolute."""
+    monkeypatch.setenv("OPTISCALE_CACHE_DIR", str(tmp_path / "cache"))
+    assert locate_dataset("mnist", data_dir) == data_dir / "mnist"
+    monkeypatch.chdir(data_dir.parent)
+    assert locate_dataset("mnist", data_dir.name) == data_dir / "mnist"     # relative argument
+    monkeypatch.setenv("OPTISCALE_DATA_DIR", data_dir.name)                 # relative variable
+    assert locate_dataset("california_housing") == data_dir / "california_housing" / \
+        "cal_housing.data"
+    assert data_roots(None) == [data_dir, tmp_path / "cache" / "data"]
+    monkeypatch.chdir(tmp_path)                                             # read again: moved
+    with pytest.raises(DataNotFoundError) as caught:
+        locate_dataset("mnist")
+    message = str(caught.value)
+    assert f"$OPTISCALE_DATA_DIR = {tmp_path / data_dir.name}" in message
+    assert str(tmp_path / "cache" / "data" / "mnist") in message
+    assert "load_mnist(download=True)" in message and "--data_dir=DIR" in message
+    with pytest.raises(DataNotFoundError, match="data set 'mnist' not found"):
+        load_mnist(download=False)
+    with pytest.raises(ValueError, match="unknown data set 'cifar'"):
+        locate_dataset("cifar")
+
+
+def test_both_loaders_default_to_float32(data_dir):
+    X_m, *_ = load_mnist(n_samples=200, data_dir=data_dir)
+    X_c, y_c, *_ = load_california_housing(data_dir=data_dir)
+    assert X_m.dtype == X_c.dtype == y_c.dtype == np.float32

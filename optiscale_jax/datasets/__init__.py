@@ -8,10 +8,18 @@ when X^T X is singular (see :func:`spectral_metadata`).
 from optiscale_jax.datasets._aligned import ALIGNMENT, aligned_copy, as_aligned, empty_aligned, is_aligned
 from optiscale_jax.datasets._california import load_california_housing
 from optiscale_jax.datasets._download import DEFAULT_MIRRORS, MNIST_FILES
-from optiscale_jax.datasets._idx import DataFileError
+from optiscale_jax.datasets._idx import DataCorruptError, DataFileError
+from optiscale_jax.datasets._locate import DATASET_NAMES, locate_dataset
 from optiscale_jax.datasets._metadata import cached_singular_values, spectral_metadata, spectrum_key
 from optiscale_jax.datasets._mnist import load_mnist
-from optiscale_jax.datasets._paths import resolve_cache_dir, user_cache_dir
+from optiscale_jax.datasets._paths import (
+    DATA_DIR_ENV,
+    DOWNLOAD_COMMANDS,
+    DataNotFoundError,
+    data_roots,
+    resolve_cache_dir,
+    user_cache_dir,
+)
 from optiscale_jax.datasets._spectral import (
     metadata_from_singular_values,
     rank_tolerance,
@@ -33,7 +41,14 @@ __all__ = [
     "empty_aligned",
     "is_aligned",
     "DEFAULT_MIRRORS",
+    "DATASET_NAMES",
+    "DATA_DIR_ENV",
+    "DOWNLOAD_COMMANDS",
+    "DataCorruptError",
     "DataFileError",
+    "DataNotFoundError",
+    "data_roots",
+    "locate_dataset",
     "Factorization",
     "MNIST_FILES",
     "SPECTRUM_TYPES",

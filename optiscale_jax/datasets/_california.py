@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from optiscale_jax.datasets._download import download_allowed
-from optiscale_jax.datasets._idx import DataFileError
+from optiscale_jax.datasets._idx import DataCorruptError, DataFileError
 from optiscale_jax.datasets._metadata import build_metadata
-from optiscale_jax.datasets._paths import data_roots
+from optiscale_jax.datasets._paths import DataNotFoundError, absolute, data_roots, not_found_message
 from optiscale_jax.datasets._split import train_test_split
 from optiscale_jax.datasets._validation import check_dtype, check_test_size
 
@@ -59,8 +59,18 @@ def read_raw_columns(path: pathlib.Path) -> dict[str, np.ndarray]:
     Raises:
       DataFileError: unreadable numbers, a wrong column count, NaN/Inf or zero households.
     """
-    with open(path, encoding="utf-8") as fh:
-        first = fh.readline()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = fh.readline()
+            second = fh.readline()
+    except UnicodeDecodeError as err:
+        raise DataCorruptError(
+            f"{absolute(path)} is not UTF-8 text ({err.reason} at byte {err.start}); it is not "
+            "the StatLib cal_housing.data (comma-separated numbers): restore or re-download it"
+        ) from None
+    if not first.strip():
+        raise DataCorruptError(f"{absolute(path)} is empty; restore the StatLib "
+                               "cal_housing.data (20,640 rows of 9 comma-separated numbers)")
     has_header = any(c.isalpha() for c in first.replace("nan", "").replace("NaN", ""))
     if has_header:
         names = [c.strip().strip('"').lower() for c in first.split(",")]
@@ -69,6 +79,9 @@ def read_raw_columns(path: pathlib.Path) -> dict[str, np.ndarray]:
             raise DataFileError(f"{path} header lacks column(s) {missing}; expected the "
                                 f"StatLib columns {list(RAW_COLUMNS)}")
         order = [names.index(c) for c in RAW_COLUMNS]
+        if not second.strip():
+            raise DataCorruptError(f"{absolute(path)} has a header but no data rows; restore "
+                                   "the StatLib cal_housing.data (20,640 rows)")
     else:
         names, order = list(RAW_COLUMNS), list(range(len(RAW_COLUMNS)))
     try:
@@ -113,6 +126,13 @@ def features_from_raw(columns: dict[str, np.ndarray]) -> tuple[np.ndarray, np.nd
     return X, y
 
 
+def sklearn_cache_file() -> pathlib.Path:
+    """Where scikit-learn's fetcher caches the data set (``$SCIKIT_LEARN_DATA`` or
+    ``~/scikit_learn_data``, file ``cal_housing.pkz``), absolute."""
+    home = os.environ.get("SCIKIT_LEARN_DATA", "~/scikit_learn_data")
+    return absolute(home) / "cal_housing.pkz"
+
+
 def _from_sklearn(download: bool) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import fetch_california_housing  # noqa: PLC0415 (heavy; only without a local file)
 
@@ -121,7 +141,7 @@ def _from_sklearn(download: bool) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_california_housing(data_dir: str | os.PathLike | None = None, test_size: float = 0.2,
-                            standardize: bool = True, seed: int = 0, dtype: Any = np.float64,
+                            standardize: bool = True, seed: int = 0, dtype: Any = np.float32,
                             *, download: bool | None = None):
     """Load California Housing: 8 features, target in units of $100,000.
 
@@ -150,12 +170,9 @@ def load_california_housing(data_dir: str | os.PathLike | None = None, test_size
         try:
             X, y = _from_sklearn(allowed)
         except OSError as err:
-            listing = "\n  ".join(str(p) for p in searched)
-            raise FileNotFoundError(
-                f"California Housing not found. Searched:\n  {listing}\nand scikit-learn's "
-                f"cache ({err}). Put cal_housing.data in <dir>/california_housing and pass "
-                "data_dir=<dir> or set OPTISCALE_DATA_DIR=<dir>, or allow scikit-learn to "
-                "download it with download=True or OPTISCALE_DOWNLOAD=1") from None
+            raise DataNotFoundError(not_found_message(
+                "california_housing", [*searched, sklearn_cache_file()], data_dir,
+                [f"scikit-learn: {err}"])) from None
         source = "sklearn.datasets.fetch_california_housing"
     train_idx, test_idx = train_test_split(None, test_size, seed, n_rows=X.shape[0])
     X_train, X_test, y_train, y_test = X[train_idx], X[test_idx], y[train_idx], y[test_idx]

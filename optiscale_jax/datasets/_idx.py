@@ -19,8 +19,12 @@ IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 
 
-class DataFileError(ValueError):
-    """A data file exists but is unreadable, corrupt or inconsistent."""
+class DataCorruptError(ValueError):
+    """A data file exists but cannot be decoded, or is corrupt or inconsistent; the message
+    names the file (absolute path) and the fix."""
+
+
+DataFileError = DataCorruptError   # the earlier name of the same exception
 
 
 def read_bytes(path: pathlib.Path) -> bytes:

@@ -24,7 +24,7 @@ import numpy as np
 from optiscale_jax.datasets import _download
 from optiscale_jax.datasets._idx import IMAGES_MAGIC, LABELS_MAGIC, DataFileError, parse_idx, read_bytes
 from optiscale_jax.datasets._metadata import build_metadata
-from optiscale_jax.datasets._paths import data_roots, download_dir
+from optiscale_jax.datasets._paths import DataNotFoundError, data_roots, download_dir, not_found_message
 from optiscale_jax.datasets._split import stratified_subsample, train_test_split
 from optiscale_jax.datasets._validation import check_dtype, check_positive_int, check_test_size
 
@@ -131,22 +131,6 @@ def _download_splits(mirror: str | None) -> tuple[dict[str, tuple[pathlib.Path, 
     return splits, failures
 
 
-def _not_found_message(searched: list[pathlib.Path], notes: list[str]) -> str:
-    lines = ["MNIST IDX files not found. Searched:"]
-    lines += [f"  {folder}" for folder in searched]
-    lines += [f"  ({note})" for note in notes]
-    lines += [
-        "Get them by one of:",
-        "  - put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-        "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (or one split) in "
-        "<dir>/mnist and pass data_dir=<dir> or set OPTISCALE_DATA_DIR=<dir>;",
-        f"  - allow a download with load_mnist(download=True) or {_download.DOWNLOAD_ENV}=1 "
-        f"(mirror: mirror=<url> or {_download.MIRROR_ENV}=<url>);",
-        "  - pip install tensorflow-datasets (used automatically when installed).",
-    ]
-    return "\n".join(lines)
-
-
 def _acquire(data_dir, download: bool | None, mirror: str | None):
     """Raw uint8 images and labels per split, and a description of the source."""
     splits, searched = find_mnist_files(data_dir)
@@ -164,10 +148,10 @@ def _acquire(data_dir, download: bool | None, mirror: str | None):
         notes.append(f"tensorflow-datasets failed: {type(err).__name__}: {err}")
     if not allowed:
         notes.append(f"download not allowed: pass download=True or set {_download.DOWNLOAD_ENV}=1")
-        raise FileNotFoundError(_not_found_message(searched, notes))
+        raise DataNotFoundError(not_found_message("mnist", searched, data_dir, notes))
     splits, failures = _download_splits(mirror)
     if not splits:
-        raise FileNotFoundError(_not_found_message(searched, notes + failures))
+        raise DataNotFoundError(not_found_message("mnist", searched, data_dir, notes + failures))
     for failure in failures:
         warnings.warn(f"MNIST download: {failure}; using the splits that downloaded",
                       RuntimeWarning, stacklevel=3)
