@@ -189,11 +189,13 @@ for name, rate in OPTIMIZER_RATES.items():
 # %%
 fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.2))
 epochs_axis = np.arange(1, EPOCHS + 1)
-for name, h in history.items():
-    style = "--" if name == "adamw" else "-"   # AdamW with a small decay tracks Adam
-    ax_loss.plot(epochs_axis, h["train_loss"], style, marker="o",
-                 label=f"{name} ({OPTIMIZER_RATES[name]:g})")
-    ax_acc.plot(epochs_axis, h["test_accuracy"], style, marker="o", label=name)
+# A marker and a line style per optimizer: several curves nearly coincide (AdamW with a
+# small decay tracks Adam, Momentum tracks Nesterov) and must stay visible.
+for index, (name, h) in enumerate(history.items()):
+    style = dict(marker="osv^DPX*"[index % 8], linestyle=("-", "--", "-.", ":")[index % 4],
+                 markersize=9 - 0.5 * index)
+    ax_loss.plot(epochs_axis, h["train_loss"], label=f"{name} ({OPTIMIZER_RATES[name]:g})", **style)
+    ax_acc.plot(epochs_axis, h["test_accuracy"], label=name, **style)
 ax_loss.set_yscale("log")
 ax_loss.set_xlabel("epoch")
 ax_loss.set_ylabel("mean training cross-entropy over the epoch")
