@@ -87,40 +87,16 @@ def test_numpy_backend_matches_jax_in_float64(name):
     hyperparams, _ = CASES[name]
     numpy_backend = get_backend("numpy")
     params_np = random_tree(0, np.float64)
-    grads_np = gradient_stream(np.float64)
+    grads_np = gradient_stream(np.float64)[:20]
     reference = run_steps(numpy_backend.optimizer(name, **hyperparams), params_np, grads_np,
                           apply=numpy_backend.apply_updates)
     assert not any(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(reference[-1]))
     with jax.enable_x64(True):
         ours = run_steps(optimizers.get_optimizer(name, **hyperparams),
                          jax.tree.map(jnp.asarray, params_np),
-                         [jax.tree.map(jnp.asarray, g) for g in grads_np])
-        for a, b in zip(ours, reference):
+                         [jax.tree.map(jnp.asarray, g) for g in grads_np], jit=True)
+        for a, b in zip(ours, reference, strict=True):
             assert_trees_close(a, b, 1e-12)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_jitted_update_compiles_once_and_keeps_dtype(name):
-    hyperparams, _ = CASES[name]
-    tx = optimizers.get_optimizer(name, **hyperparams)
-    params = jax.tree.map(jnp.asarray, random_tree(0, np.float32))
-
-    traces = []
-
-    @jax.jit
-    def step(params, state, grads):
-        traces.append(1)  # runs only while tracing
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
-
-    state = tx.init(params)
-    for g in gradient_stream(np.float32)[:3]:
-        params, state = step(params, state, jax.tree.map(jnp.asarray, g))
-    assert len(traces) == 1
-    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
-    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state)
-               if jnp.issubdtype(leaf.dtype, jnp.floating))
 
 
 @pytest.mark.slow
@@ -136,8 +112,9 @@ def test_vmap_over_8_learning_rates_equals_8_runs(name):
         return run_steps(tx, params, grads)[-1]
 
     swept = jax.jit(jax.vmap(final_params))(learning_rates)
-    for i, lr in enumerate(np.asarray(learning_rates)):
-        separate = final_params(float(lr))
+    one_rate = jax.jit(final_params)  # compiled once, called for each rate
+    for i, lr in enumerate(learning_rates):
+        separate = one_rate(lr)
         assert_trees_close(jax.tree.map(lambda x, i=i: x[i], swept), separate, 1e-5)
 
 

@@ -161,39 +161,46 @@ def test_updates_keep_the_gradients_dtype(name, keywords, dtype):
     tx = optimizers.get_optimizer(name, **keywords)
     params = jnp.array([1.0, 2.0], dtype=dtype)
     grads = jax.grad(lambda x: jnp.sum(x**2))(params)
-    updates, _ = jax.jit(tx.update)(grads, jax.jit(tx.init)(params), params)
+    updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
     assert updates.dtype == grads.dtype
 
 
-STABILITY_DTYPES = [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64, jnp.complex64, jnp.complex128]
+def _two_steps_under_lax_cond(tx, dtypes) -> None:
+    """Two steps on one parabola per dtype, update and state passed through `lax.cond`.
 
-
-def _two_steps_under_lax_cond(tx, dtype) -> None:
-    """Two steps whose update and state pass through `lax.cond`; dtypes must not change."""
-    start, _, objective = parabola(dtype)
+    The parabolas of all `dtypes` are stepped in one jitted program; `lax.cond` demands
+    identical types from both branches, so any dtype or structure change fails.
+    """
+    problems = [parabola(dtype) for dtype in dtypes]
 
     @jax.jit
-    def step(params, state):
-        grads = jax.tree.map(jnp.conj, jax.grad(objective)(params))
+    def step(params, states):
         take = jax.random.randint(jax.random.key(0), (), 0, 2) == 0  # unknown to the compiler
-        updates, state = jax.lax.cond(take, lambda: tx.update(grads, state, params),
-                                      lambda: (params, state))
-        return optax.apply_updates(params, updates), state
+        out = []
+        for (_, _, objective), p, state in zip(problems, params, states, strict=True):
+            grads = jnp.conj(jax.grad(objective)(p))
+            updates, state = jax.lax.cond(take, lambda g=grads, s=state, p=p: tx.update(g, s, p),
+                                          lambda s=state, p=p: (p, s))
+            out.append((optax.apply_updates(p, updates), state))
+        return tuple(p for p, _ in out), tuple(s for _, s in out)
 
-    params, state = start, tx.init(start)
+    params = tuple(start for start, _, _ in problems)
+    states = tuple(tx.init(p) for p in params)
     for _ in range(2):
-        params, new_state = step(params, state)
-        assert params.dtype == dtype
+        params, new_states = step(params, states)
+        assert [p.dtype for p in params] == list(dtypes)
         take = jax.random.randint(jax.random.key(0), (), 0, 2) == 0
-        state = jax.lax.cond(take, lambda s=state: s, lambda s=new_state: s)
+        states = jax.lax.cond(take, lambda s=states: s, lambda s=new_states: s)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,keywords", UNDER_TEST, ids=IDS)
 def test_dtypes_stable_under_lax_cond(name, keywords):
-    for dtype in STABILITY_DTYPES:
-        with jax.enable_x64(dtype in (jnp.float64, jnp.complex128)):
-            _two_steps_under_lax_cond(optimizers.get_optimizer(name, **keywords), dtype)
+    _two_steps_under_lax_cond(optimizers.get_optimizer(name, **keywords),
+                              [jnp.float16, jnp.bfloat16, jnp.float32, jnp.complex64])
+    with jax.enable_x64(True):
+        _two_steps_under_lax_cond(optimizers.get_optimizer(name, **keywords),
+                                  [jnp.float64, jnp.complex128])
 
 
 @pytest.mark.slow
@@ -203,6 +210,6 @@ def test_gradient_accumulation_with_multisteps(name, keywords, dtype):
     tx = optax.MultiSteps(optimizers.get_optimizer(name, **keywords), every_k_schedule=4)
     params = jnp.array([1.0, 2.0], dtype=dtype)
     grads = jax.grad(lambda x: jnp.sum(x**2))(params)
-    updates, _ = jax.jit(tx.update)(grads, jax.jit(tx.init)(params), params)
+    updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
     np.testing.assert_array_equal(np.asarray(updates, np.float32), 0)  # accumulating, no step yet
     assert updates.dtype == grads.dtype
