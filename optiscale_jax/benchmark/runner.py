@@ -273,8 +273,10 @@ class LargeScaleBenchmark:
             optimizer = optimizer_choice.canonical(str(hyper.pop("optimizer", label)))
             optimizer_choice.validate(optimizer, hyper)
             if self.tune:  # the grid's centre: the configured rate, else the default one
-                hyper.setdefault("learning_rate", optimizer_choice.default_learning_rate(optimizer))
+                if "learning_rate" not in hyper:
+                    hyper["learning_rate"] = optimizer_choice.default_learning_rate(optimizer)
                 learning_rate_grid(hyper["learning_rate"])
+                optimizer_choice.sweep_target(optimizer, hyper)  # sweepable: refused now if not
             spec = self._spec(context, optimizer, hyper, int(max_epochs), batch_size)
             planned.append(PlannedRun(str(label), optimizer, hyper, spec, run_identity(spec),
                                       None if first_position is None else first_position + index))
@@ -422,7 +424,7 @@ class LargeScaleBenchmark:
         grid = learning_rate_grid(hyper["learning_rate"])
         fixed = {k: v for k, v in hyper.items() if k != "learning_rate"}
         start = time.perf_counter()
-        target = optimizer_choice.sweep_target(optimizer, fixed)
+        target = optimizer_choice.sweep_target(optimizer, hyper)
         sweep = training.sweep(prob, target, learning_rates=grid, seeds=(run_seed,),
                                epochs=epochs, batch_size=batch_size, dtype=self.dtype,
                                f_star=f_star,
