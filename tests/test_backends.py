@@ -44,6 +44,7 @@ def test_cupy_installed_without_gpu_says_so(monkeypatch):
         get_backend("cupy")
 
 
+@pytest.mark.slow
 def test_cupy_is_not_imported_by_the_package():
     code = ("import sys, optiscale_jax.backends, optiscale_jax.optimizers; "
             "optiscale_jax.backends.get_backend('numpy'); print('cupy' in sys.modules)")
