@@ -251,6 +251,14 @@ def test_integer_parameters_are_refused_at_init(name, dtype):
         get_backend("numpy").optimizer(name).init(params)
 
 
+def test_bfloat16_injected_hyperparameters_point_to_hyperparam_dtype():
+    params = jnp.ones(2, jnp.bfloat16)
+    with pytest.raises(ValueError, match=r"b2=.* is outside .*hyperparam_dtype=jnp.float32"):
+        optax.inject_hyperparams(optimizers.adam)(learning_rate=0.1).init(params)  # 0.999 -> 1.0
+    injected = optax.inject_hyperparams(optimizers.adam, hyperparam_dtype=jnp.float32)(learning_rate=0.1)
+    assert injected.init(params).inner_state[0].mu.dtype == jnp.bfloat16
+
+
 def test_traced_hyperparameters_are_accepted():
     params = jnp.ones(3)
 

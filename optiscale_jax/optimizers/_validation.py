@@ -68,9 +68,13 @@ def check_unit_interval(name: str, value: Any, optimizer: str) -> None:
     """Raise ValueError unless 0 <= value < 1 (or traced)."""
     number = _scalar(name, value, optimizer, "a number in [0, 1)", schedule_ok=False)
     if number is not None and not (0.0 <= number < 1.0):
+        dtype = getattr(value, "dtype", None)
+        hint = ("; it was rounded in low precision: optax.inject_hyperparams casts hyperparameters to "
+                "the parameters' dtype, so pass hyperparam_dtype=jnp.float32"
+                if dtype is not None and jnp.dtype(dtype).itemsize <= 2 else "")
         raise ValueError(
             f"{optimizer}: {name}={value!r} is outside the valid range [0, 1); "
-            f"use a value such as 0.9 or 0.999.")
+            f"use a value such as 0.9 or 0.999{hint}.")
 
 
 def check_optional_unit_interval(name: str, value: Any, optimizer: str) -> None:
