@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from optiscale_jax.datasets import load_mnist
 from optiscale_jax.parallel import (
@@ -25,6 +27,7 @@ from optiscale_jax.parallel import (
     mlp_loss,
 )
 from optiscale_jax.problems import make_problem
+from optiscale_jax.profiling import per_device_bytes, sharded_memory
 
 N_ROWS = 1020  # not a multiple of 8: rows are padded with weight 0
 MLP = MLPSpec(n_features=784, width=32, n_blocks=8, l2=1e-4)
@@ -225,3 +228,17 @@ def test_auto_model_reads_string_classes_and_predicts_them():
     expected = np.array(["cat", "dog", "emu"])[np.argmax(X.astype(np.float64) @ trainer.coef_, axis=1)]
     np.testing.assert_array_equal(trainer.predict(X), expected)
     assert trainer.score(X, y) == pytest.approx(np.mean(expected == y)) == 1.0
+
+
+def test_per_device_bytes_from_shards():
+    """A (64, 3) float32 array split over 8 devices: 96 B on each; replicated: 768 B on each."""
+    layout = make_layout("fsdp", 8)
+    x = np.arange(64 * 3, dtype=np.float32).reshape(64, 3)
+    split = jax.device_put(x, NamedSharding(layout.mesh, P("data")))
+    whole = jax.device_put(x, NamedSharding(layout.mesh, P()))
+    assert set(per_device_bytes(split).values()) == {96} and len(per_device_bytes(split)) == 8
+    report = sharded_memory(split=split, whole=whole, host=np.zeros(10))
+    assert report.max_per_device("split") == 96 and report.max_per_device("whole") == 768
+    assert report.total("split") == 768 and report.total("whole") == 8 * 768
+    assert report.replicated_bytes("split", "whole") == 2 * 768
+    assert report.parts["host"] == {} and report.device_stats == []  # CPU devices report no stats

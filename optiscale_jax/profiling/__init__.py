@@ -19,6 +19,7 @@ from optiscale_jax.profiling.memory import (
     tree_bytes,
 )
 from optiscale_jax.profiling.profiler import OptimizerProfiler
+from optiscale_jax.profiling.sharding_memory import ShardedMemory, per_device_bytes, sharded_memory  # noqa: F401
 from optiscale_jax.profiling.speed import SpeedBenchmark, summarize_times
 
 __all__ = [
