@@ -39,11 +39,11 @@
 # table then measures the overhead of sharding and collectives, not a
 # speed-up.
 #
-# **How long it takes.** On a 2-core CPU with 8 virtual devices: about
-# 2 minutes at full size (20 parallel fits, most of it compilation, then
-# the `quick` benchmark suite in about 10 s), and about 25 seconds in
-# small-size mode (up to a minute when the machine is busy). On a Colab
-# accelerator add the installation (a minute or two) and the `default`
+# **How long it takes.** On a 2-core CPU with 8 virtual devices, shared
+# with about 15 other jobs: 8 minutes at full size (28 parallel fits, most of
+# it compilation, then the `quick` benchmark suite) and 84 seconds in
+# small-size mode, measured; a quiet machine takes a fraction of that. On a
+# Colab accelerator add the installation (a minute or two) and the `default`
 # benchmark suite.
 #
 # **Small-size mode.** With the environment variable `OPTISCALE_NOTEBOOK_SMALL=1`

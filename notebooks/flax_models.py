@@ -30,9 +30,10 @@
 # curves plotted, and one of its lanes checked against the `nnx.Optimizer`
 # run with the same rate.
 #
-# **How long it takes.** About 1 minute at full size (10,000 images, hidden
-# width 256, 10 epochs, 13 learning rates; 43-68 s measured) and about 12
-# seconds in small-size mode, on a 2-core CPU. No GPU needed.
+# **How long it takes.** On a 2-core CPU shared with about 15 other jobs:
+# 3.3 minutes at full size (10,000 images, hidden width 256, 10 epochs, 13
+# learning rates) and 36 seconds in small-size mode, measured; a quiet
+# machine takes a fraction of that. No GPU needed.
 #
 # **Small-size mode.** With the environment variable `OPTISCALE_NOTEBOOK_SMALL=1`
 # the parameters cell picks tiny sizes (fewer rows, epochs and configurations)

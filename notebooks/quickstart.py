@@ -31,10 +31,11 @@
 # run on the NumPy and JAX backends. On the way, the labels decide the model:
 # the 10 MNIST digits fit a softmax classifier, labels {-1, +1} a logistic one.
 #
-# **How long it takes.** About 80 seconds at full size (MNIST 10,000
-# images, 1,000 epochs per optimizer) and about 20 seconds in small-size
-# mode, measured on a 2-core CPU (up to 3 times longer when the machine is
-# busy); much of it is XLA compilation, about 1 s per program. No GPU needed.
+# **How long it takes.** On a 2-core CPU shared with about 15 other jobs:
+# 6 minutes at full size (MNIST 10,000 images, 1,000 epochs per optimizer)
+# and 50 seconds in small-size mode, measured; a quiet machine takes a
+# fraction of that. Much of it is XLA compilation, about 1 s per program on
+# a quiet machine. No GPU needed.
 #
 # **Small-size mode.** With the environment variable `OPTISCALE_NOTEBOOK_SMALL=1`
 # the parameters cell picks tiny sizes (fewer rows, epochs and configurations)
