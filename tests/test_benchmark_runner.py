@@ -69,7 +69,7 @@ def test_bad_configurations_fail_before_any_run(tmp_path, regression_data):
                                 {"SGD": {"learning_rate": 0.1}, "adm": {}}, max_epochs=5)
     with pytest.raises(ValueError, match="takes no hyperparameter 'lr'"):
         bench.benchmark_dataset("toy", *regression_data, {}, {"Adam": {"lr": 0.1}}, max_epochs=5)
-    with pytest.raises(ValueError, match="max_epochs must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="max_epochs=0 is out of range; give an integer from 1"):
         bench.benchmark_dataset("toy", *regression_data, {}, {"Adam": {}}, max_epochs=0)
     with pytest.raises(ValueError, match="unknown backend 'tpu'"):
         LargeScaleBenchmark(tmp_path, backend="tpu")

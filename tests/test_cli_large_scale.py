@@ -47,7 +47,7 @@ def _bench(capsys, tmp_path, *args):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--seed=-1", "--resume"], "--seed must be an integer >= 0, got -1"),
+    (["--seed=-1", "--resume"], "--seed=-1 is out of range; give an integer from 0 to 4294967295"),
     (["--epochs=2147483653", "--resume"], "--epochs=2147483653 is out of range; give an integer "
                                           "from 1 to 2147483647"),
     (["--epochs=0", "--resume"], "--epochs=0 is out of range"),
@@ -65,7 +65,7 @@ def _bench(capsys, tmp_path, *args):
     (["--config=missing.yaml", "--resume"], "config file 'missing.yaml' does not exist"),
     (["--num_shards=2", "--shard_index=2", "--resume"], "--shard_index=2 must be below "
                                                         "--num_shards=2"),
-    (["--workers=0", "--resume"], "--workers must be an integer >= 1, got 0"),
+    (["--workers=0", "--resume"], "--workers=0 is out of range; give an integer >= 1"),
     (["--backend=cupy", "--resume"], "cupy"),
     (["extra", "--resume"], "unexpected argument(s) 'extra'"),
 ])

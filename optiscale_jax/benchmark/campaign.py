@@ -34,6 +34,7 @@ from typing import Any, NamedTuple, TextIO
 import numpy as np
 
 from optiscale_jax.backends import backend_available
+from optiscale_jax.benchmark.checks import check_int
 from optiscale_jax.benchmark.optimizer_choice import (
     OptimizerChoice,
     is_ours,
@@ -148,10 +149,8 @@ def plan_campaign(*, suite: str = "default", datasets: Sequence[str] | None = No
     check_choice(suite, list(SUITES), "suite")
     check_choice(backend, BACKENDS, "backend")
     check_choice(precision, DTYPES, "precision")
-    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)
-                               or not 1 <= epochs <= 2**31 - 1):
-        raise ValueError(f"--epochs={epochs!r} is out of range; give an integer from 1 to "
-                         f"{2**31 - 1} (2**31 - 1)")
+    if epochs is not None:
+        check_int(epochs, "--epochs", minimum=1, maximum=2**31 - 1)
     suite_epochs = {entry.dataset: entry.epochs for entry in SUITES[suite]}
     if datasets:
         keys = check_datasets(datasets)
@@ -189,12 +188,10 @@ def _check_writable_folder(path: pathlib.Path) -> None:
 def check_options(options: CampaignOptions) -> CampaignOptions:
     """Checks the run options before anything is loaded or written; returns them with the
     output folder made absolute."""
-    for name, low in (("seed", 0), ("workers", 1), ("num_shards", 1), ("shard_index", 0)):
-        value = getattr(options, name)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"--{name} must be an integer >= {low}, got {value!r}")
-    if options.seed > 2**32 - 1:
-        raise ValueError(f"--seed must be at most 2**32 - 1, got {options.seed}")
+    check_int(options.seed, "--seed", minimum=0, maximum=2**32 - 1)
+    for name in ("workers", "num_shards"):
+        check_int(getattr(options, name), f"--{name}", minimum=1)
+    check_int(options.shard_index, "--shard_index", minimum=0)
     if options.shard_index >= options.num_shards:
         raise ValueError(f"--shard_index={options.shard_index} must be below "
                          f"--num_shards={options.num_shards} (shards are numbered from 0)")

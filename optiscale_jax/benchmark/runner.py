@@ -46,6 +46,7 @@ import numpy as np
 
 from optiscale_jax import training
 from optiscale_jax.benchmark import optimizer_choice
+from optiscale_jax.benchmark.checks import check_int
 from optiscale_jax.benchmark.environment import environment_record
 from optiscale_jax.benchmark.identity import RunSpec, data_fingerprint, derive_seed, run_identity
 from optiscale_jax.benchmark.metrics import (
@@ -212,8 +213,7 @@ class LargeScaleBenchmark:
                  divergence_factor: float = 1e6):
         self.backend = check_choice(backend, BACKENDS, "backend")
         self.dtype = check_choice(dtype, DTYPES, "dtype")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        check_int(seed, "seed", minimum=0, maximum=2**32 - 1)
         self.output_dir = pathlib.Path(output_dir).resolve()
         self.seed = int(seed)
         self.tune = bool(tune)
@@ -264,9 +264,7 @@ class LargeScaleBenchmark:
         if not isinstance(configs, Mapping) or not configs:
             raise ValueError(f"configs must be a non-empty dict {{label: hyperparameters}}, "
                              f"got {configs!r}")
-        if isinstance(max_epochs, bool) or not (isinstance(max_epochs, (int, np.integer))
-                                                and max_epochs > 0):
-            raise ValueError(f"max_epochs must be a positive integer, got {max_epochs!r}")
+        check_int(max_epochs, "max_epochs", minimum=1, maximum=2**31 - 1)
         planned = []
         for index, (label, config) in enumerate(configs.items()):
             hyper = dict(config)

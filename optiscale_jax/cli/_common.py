@@ -72,6 +72,7 @@ from typing import Any, NoReturn
 import jax
 from absl import app, flags
 
+from optiscale_jax.benchmark import checks
 from optiscale_jax.benchmark.progress import EtaPrinter, format_duration
 from optiscale_jax.datasets import user_cache_dir
 
@@ -152,16 +153,12 @@ def _parse_numbers(text: Any, flag: str, kind: type, example: str) -> list:
 
 def check_int(value: Any, flag: str, *, minimum: int | None = None,
               maximum: int | None = None) -> int:
-    """The one integer-range check for flags: UsageError naming ``--flag``, the value and
-    the allowed range."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UsageError(f"--{flag} must be an integer, got {value!r}")
-    low = "" if minimum is None else f">= {minimum}"
-    high = "" if maximum is None else f"<= {maximum}"
-    allowed = " and ".join(p for p in (low, high) if p)
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise UsageError(f"--{flag}={value} is out of range; give an integer {allowed}")
-    return value
+    """The one integer-range check (``optiscale_jax.benchmark.checks.check_int``) for a
+    flag: UsageError naming ``--flag``, the value and the allowed range."""
+    try:
+        return checks.check_int(value, f"--{flag}", minimum=minimum, maximum=maximum)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 def parse_int_list(text: Any, flag: str, *, minimum: int | None = None,
