@@ -10,7 +10,10 @@ packages of requirements-cuda.txt, and no network:
      10,000 x 784 stand-in, labelled so, when the MNIST files are not found)
      on the CPU and on the GPU, each under an ``OptimizerProfiler`` and a
      sampling ``GPUMonitor``;
-  3. a short table, and everything as JSON with ``--out FILE``.
+  3. fsdp (parameters and Adam state split over every GPU present) on an MLP on the
+     same data: bytes per device measured from the arrays' shards and each GPU's
+     ``memory_stats()`` (bytes in use, peak) after training;
+  4. a short table, and everything as JSON with ``--out FILE``.
 
 Exit status: 0 when every check holds, 1 when one fails, 2 when no GPU is
 usable (the reason is printed). ``--cpu-dry-run`` runs the same code with the
@@ -28,7 +31,16 @@ import sys
 import time
 from typing import Any
 
+import jax
 import numpy as np
+import optax
+
+from optiscale_jax import training
+from optiscale_jax.backends import backend_available
+from optiscale_jax.datasets import load_mnist
+from optiscale_jax.parallel import MLPSpec, ParallelTrainer, measure_memory
+from optiscale_jax.problems import make_problem
+from optiscale_jax.profiling import GPUMonitor, OptimizerProfiler, SpeedBenchmark, first_gpu
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MATMUL_SIZES = (1000, 4096)
@@ -37,8 +49,6 @@ EPOCHS = 1000
 
 def gpu_device(dry_run: bool) -> Any:
     """The first JAX GPU, or None in a dry run; exits 2 with the reason otherwise."""
-    from optiscale_jax.profiling import first_gpu
-
     device, why = first_gpu()
     if device is not None:
         return device
@@ -51,10 +61,6 @@ def gpu_device(dry_run: bool) -> Any:
 
 
 def environment() -> dict[str, Any]:
-    import jax
-
-    from optiscale_jax.backends import backend_available
-
     return {"python": platform.python_version(), "jax": jax.__version__,
             "devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(),
             "cupy_available": backend_available("cupy")}
@@ -62,8 +68,6 @@ def environment() -> dict[str, Any]:
 
 def backend_comparison() -> list[dict[str, Any]]:
     """compare_backends on float32 X @ X.T for each size."""
-    from optiscale_jax.profiling import SpeedBenchmark
-
     rows = []
     rng = np.random.default_rng(0)
     for size in MATMUL_SIZES:
@@ -78,14 +82,10 @@ def backend_comparison() -> list[dict[str, Any]]:
 
 def mnist_problem() -> tuple[Any, str]:
     """MNIST-10k as a logistic Problem, or a labelled synthetic stand-in of the same shape."""
-    from optiscale_jax.problems import make_problem
-
     candidates = [os.environ.get("OPTISCALE_DATA_DIR"), REPO / "shared" / "data",
                   REPO.parent / "shared" / "data"]
     for root in [pathlib.Path(c) for c in candidates if c]:
         if (root / "mnist").is_dir():
-            from optiscale_jax.datasets import load_mnist
-
             X, y, _, _, meta = load_mnist(n_samples=10_000, binary_classification=True,
                                           test_size=0.0, data_dir=root)
             return make_problem("logistic", X, y, l2=1e-4), f"MNIST-10k ({root / 'mnist'})"
@@ -99,11 +99,6 @@ def mnist_problem() -> tuple[Any, str]:
 
 def monitored_run(problem: Any, device: Any, label: str) -> dict[str, Any]:
     """One profiled, NVML-monitored engine run on `device`."""
-    import jax
-
-    from optiscale_jax import training
-    from optiscale_jax.profiling import GPUMonitor, OptimizerProfiler
-
     with jax.default_device(device):
         with GPUMonitor(device_id=0, interval_s=0.05) as monitor, OptimizerProfiler() as profiler:
             result = training.run(problem, "adam", epochs=EPOCHS,
@@ -125,6 +120,37 @@ def monitored_run(problem: Any, device: Any, label: str) -> dict[str, Any]:
         "gpu_util_max": gpu["utilization"]["gpu_max_percent"],
         "power_avg_w": gpu["power"]["avg_w"], "energy_j": gpu["energy"]["joules"],
         "nvml_samples": gpu["n_samples"],
+    }
+
+
+FSDP_EPOCHS = 20
+FSDP_ROWS = 2048
+
+
+def fsdp_run(problem: Any, gpu: Any) -> dict[str, Any]:
+    """An MLP trained with Adam under fsdp over every GPU (the CPU in a dry run): per-device
+    bytes from the shards, ``memory_stats()`` of each device, and the 1-device loss to match."""
+    devices = jax.devices("cpu")[:1] if gpu is None else jax.devices(gpu.platform)
+    X, y = np.asarray(problem.X, np.float32), np.asarray(problem.y, np.float32)
+    n = (min(X.shape[0], FSDP_ROWS) // (8 * len(devices))) * 8 * len(devices)  # divides over devices
+    spec = MLPSpec(n_features=X.shape[1], width=128 * len(devices), n_blocks=4, l2=1e-4)
+
+    def fit(devs: list) -> ParallelTrainer:
+        return ParallelTrainer(len(devs), "fsdp", optax.adam(1e-3), model=spec, epochs=FSDP_EPOCHS,
+                               devices=devs).fit(X[:n], y[:n])
+
+    trainer = fit(devices)
+    memory = measure_memory(trainer)
+    single = fit(devices[:1]) if len(devices) > 1 else trainer
+    return {
+        "devices": [str(d) for d in devices], "width": spec.width,
+        "final_loss": float(trainer.history_[-1]), "single_device_final_loss": float(single.history_[-1]),
+        "initial_loss": float(trainer.result_.initial_loss),
+        "params_per_device": memory.parts["params"], "opt_state_per_device": memory.parts["opt_state"],
+        "replicated_params_and_state": memory.replicated_bytes("params", "opt_state"),
+        "max_params_and_state_per_device": memory.max_per_device("params", "opt_state"),
+        "memory_stats": [m._asdict() for m in memory.device_stats],
+        "ms_per_step": 1e3 * trainer.result_.time_per_epoch_s, "compile_s": trainer.result_.compile_time_s,
     }
 
 
@@ -157,6 +183,15 @@ def print_tables(report: dict[str, Any]) -> None:
               f"{_fmt(row['ms_per_epoch']):>9} {_fmt(row['final_loss'], '.6f'):>11} "
               f"{_fmt(row['host_peak_increase_mb'], '.0f'):>8} {_fmt(row['jax_gpu_peak_mb'], '.0f'):>9} "
               f"{_fmt(row['nvml_peak_used_mb'], '.0f'):>8} {util:>12} {_fmt(row['energy_j']):>9}")
+    fsdp = report["fsdp"]
+    print(f"\n== fsdp, Adam, {FSDP_EPOCHS} steps, MLP width {fsdp['width']} on {len(fsdp['devices'])} "
+          f"device(s): loss {fsdp['initial_loss']:.4f} -> {fsdp['final_loss']:.4f} "
+          f"(1 device: {fsdp['single_device_final_loss']:.4f}), {_fmt(fsdp['ms_per_step'])} ms/step")
+    print(f"params + Adam state per device {fsdp['max_params_and_state_per_device'] / 2**20:.2f} MiB "
+          f"of {fsdp['replicated_params_and_state'] / 2**20:.2f} MiB replicated")
+    for stats in fsdp["memory_stats"] or [{"device": "-", "bytes_in_use": None, "peak_bytes_in_use": None}]:
+        print(f"  memory_stats {stats['device']}: in use {_fmt(stats['bytes_in_use'])} B, "
+              f"peak {_fmt(stats['peak_bytes_in_use'])} B")
     print("\n== checks")
     for name, (ok, detail) in report["checks"].items():
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
@@ -183,6 +218,17 @@ def checks(report: dict[str, Any], dry_run: bool) -> dict[str, tuple[bool, str]]
             f"{gpu['nvml_samples']} samples, peak {_fmt(gpu['nvml_peak_used_mb'], '.0f')} MiB")
         out["JAX device memory_stats present"] = (
             gpu["jax_gpu_peak_mb"] is not None, f"peak {_fmt(gpu['jax_gpu_peak_mb'], '.0f')} MiB")
+    fsdp = report["fsdp"]
+    n = len(fsdp["devices"])
+    share = fsdp["max_params_and_state_per_device"] / fsdp["replicated_params_and_state"]
+    out["fsdp splits params + state"] = (share <= 1.01 / n, f"{share:.4f} of replicated per device "
+                                         f"(<= 1.01 / {n})")
+    rel = abs(fsdp["final_loss"] - fsdp["single_device_final_loss"]) / abs(fsdp["single_device_final_loss"])
+    out["fsdp matches 1 device"] = (rel < 1e-3 and fsdp["final_loss"] < fsdp["initial_loss"],
+                                    f"final loss rel diff {rel:.1e} (< 1e-3), loss decreased")
+    if not dry_run:
+        out["fsdp memory_stats recorded"] = (len(fsdp["memory_stats"]) == n, f"{len(fsdp['memory_stats'])} "
+                                             f"of {n} GPUs report memory_stats()")
     for row in report["training"]:
         out[f"{row['platform']} run finished"] = (
             row["epochs"] == EPOCHS and np.isfinite(row["final_loss"]),
@@ -196,8 +242,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-dry-run", action="store_true",
                         help="run without a GPU, GPU parts reported unavailable")
     args = parser.parse_args(argv)
-    import jax
-
     start = time.perf_counter()
     gpu = gpu_device(args.cpu_dry_run)
     report: dict[str, Any] = {"environment": environment()}
@@ -207,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     report["training"] = [monitored_run(problem, jax.devices("cpu")[0], "cpu")]
     if gpu is not None:
         report["training"].append(monitored_run(problem, gpu, "gpu"))
+    report["fsdp"] = fsdp_run(problem, gpu)
     report["checks"] = checks(report, args.cpu_dry_run)
     report["wall_time_s"] = time.perf_counter() - start
     print_tables(report)

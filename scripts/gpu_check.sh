@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check for optiscale_jax, on a machine with an NVIDIA GPU and no network, from the
 # source tree (no install): the gpu-marked tests, then scripts/gpu_check.py (backend
-# speed, a monitored MNIST training run on CPU vs GPU, a short table). Under 5 minutes.
+# speed, a monitored MNIST training run on CPU vs GPU, fsdp over every GPU with each GPU's
+# memory_stats(), a short table). Under 5 minutes.
 #
 #   scripts/gpu_check.sh [--out report.json]
 #
@@ -29,7 +30,7 @@ fi
 status=0
 echo "== 1/2: gpu-marked tests"
 timeout 150 "$PY" -m pytest -m gpu tests -q -rs -p no:cacheprovider --continue-on-collection-errors || status=1
-echo "== 2/2: backends and monitored training (scripts/gpu_check.py)"
+echo "== 2/2: backends, monitored training, fsdp (scripts/gpu_check.py)"
 timeout 130 "$PY" scripts/gpu_check.py "$@"
 code=$?
 if [ "$code" -eq 2 ]; then exit 2; fi
