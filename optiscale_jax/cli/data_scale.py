@@ -10,7 +10,8 @@ certificate ||grad f||), one compiled training run (SGD at 1/L, --epochs epochs,
 kernel "generic": every epoch reads X), and one pass over X (`X @ w` in XLA) as the
 floor of an epoch. Printed per rung: set-up (generation + Problem) seconds, f*
 seconds, compile seconds, ms/epoch, ms/epoch over the one-pass floor, and the host
-peak (VmHWM above the process's start, JAX's runtime included) over the data's size.
+peak (the process's peak resident set, VmHWM, above its resident set before
+the data, JAX's runtime included) over the data's size.
 A rung whose estimate does not fit the machine's memory is refused by the generator
 (MemoryError) and reported, the ladder going on.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -34,13 +36,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import psutil
 from absl import flags
 
 from optiscale_jax.benchmark.store import atomic_write_json
 from optiscale_jax.cli import _common
 from optiscale_jax.datasets import generate_highdim_regression
 from optiscale_jax.problems import make_problem
-from optiscale_jax.profiling._host_memory import current_rss_bytes, host_peak
 from optiscale_jax.training import compile_run
 from optiscale_jax.training.batching import batch_plan, permutation_in_program, seed_key
 
@@ -97,7 +99,7 @@ def measure_rung(n: int, d: int, epochs: int, batch_size: int | None) -> dict[st
     """One rung in this process: the figures the module docstring lists."""
     warm = make_problem("least_squares", np.ones((8, 2), np.float32), np.ones(8))
     compile_run(warm, "sgd", epochs=1)(1)                 # JAX's runtime up before the baseline
-    baseline = current_rss_bytes() or 0
+    baseline = psutil.Process().memory_info().rss
     start = time.perf_counter()
     X, y, _, meta = generate_highdim_regression(n, d, CONDITION_NUMBER, dtype=np.float32,
                                                 orthogonal="dct")
@@ -113,7 +115,8 @@ def measure_rung(n: int, d: int, epochs: int, batch_size: int | None) -> dict[st
                            f_star=optimum.f_star, kernel="generic")
     result = compiled(1)
     floor_s = one_pass_seconds(jax.device_put(X))
-    peak = host_peak().peak_bytes - baseline
+    # The process's peak resident set (VmHWM; each rung has its own process), above the start.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
     return {"n": n, "d": d, "data_gib": X.nbytes / GIB, "setup_s": setup_s,
             "f_star_s": optimum_s, "f_star_method": optimum.method,
             "f_star_grad_norm": optimum.grad_norm, "f_star_gap_bound": optimum.gap_bound,
