@@ -165,6 +165,11 @@ if DATA_DIR:
         print(f"OPTISCALE_DATA_DIR={DATA_DIR!r} is relative: read against the working "
               f"directory {pathlib.Path.cwd()}")
     os.environ["OPTISCALE_DATA_DIR"] = str(pathlib.Path(DATA_DIR).expanduser().resolve())
+    if not pathlib.Path(os.environ["OPTISCALE_DATA_DIR"]).is_dir():
+        raise FileNotFoundError(
+            f"OPTISCALE_DATA_DIR={DATA_DIR!r} is {os.environ['OPTISCALE_DATA_DIR']}, which is not a "
+            "folder; set it to the folder holding mnist/ and california_housing/ (an absolute "
+            "path reads the same from every directory)")
     print(f"data: {os.environ['OPTISCALE_DATA_DIR']}")
 else:
     print("data: OPTISCALE_DATA_DIR is not set: the loaders look in the user cache")
