@@ -118,7 +118,7 @@ def measure_rung(n: int, d: int, epochs: int, batch_size: int | None) -> dict[st
     # The process's peak resident set (VmHWM; each rung has its own process), above the start.
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
     return {"n": n, "d": d, "data_gib": X.nbytes / GIB, "setup_s": setup_s,
-            "f_star_s": optimum_s, "f_star_method": optimum.method,
+            "f_star": optimum.f_star, "f_star_s": optimum_s, "f_star_method": optimum.method,
             "f_star_grad_norm": optimum.grad_norm, "f_star_gap_bound": optimum.gap_bound,
             "compile_s": compiled.compile_time_s, "ms_per_epoch": 1e3 * result.time_per_epoch_s,
             "one_pass_ms": 1e3 * floor_s, "epoch_over_pass": result.time_per_epoch_s / floor_s,
