@@ -84,6 +84,16 @@ def test_user_module_and_file(user_package):
     np.testing.assert_allclose(updates, -0.1)
 
 
+def test_an_edited_file_is_imported_again(tmp_path):
+    path = tmp_path / "opt_file.py"
+    path.write_text("import optax\ndef make(learning_rate=0.1):\n    return optax.sgd(learning_rate)\n")
+    first = resolve_optimizer(f"{path}:make")
+    path.write_text("import optax\ndef make(learning_rate=0.1):\n    return optax.adam(learning_rate)\n")
+    second = resolve_optimizer(f"{path}:make")
+    assert first.version != second.version
+    assert len(second.build().init(jnp.ones(2))[0]) == 3  # adam's (count, mu, nu), not sgd's state
+
+
 def test_json_round_trip(user_package):
     for spec in (resolve_optimizer("optax:contrib.prodigy", {"betas": [0.9, 0.99]}),
                  resolve_optimizer("adam", {"mu_dtype": "bfloat16"}),

@@ -201,7 +201,8 @@ def _import_file(path_text: str, where: str) -> tuple[Any, Path]:
     if not path.is_file():
         raise OptimizerSpecError(f"{where}: the file {str(path)!r} does not exist; give the path to a "
                                  "Python file defining the factory (relative to the working directory).")
-    digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    # path and content in the name: an edited file is imported afresh, not served from the cache
+    digest = hashlib.sha256(str(path).encode() + b"\0" + path.read_bytes()).hexdigest()[:12]
     module_name = f"optiscale_user_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
     if module_name in sys.modules:
         return sys.modules[module_name], path
