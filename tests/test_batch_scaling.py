@@ -1,5 +1,6 @@
 """The batch-scaling study: summaries, the steps-to-target engine, samplers, bad input, the CLI."""
 
+import io
 import json
 import os
 import subprocess
@@ -51,12 +52,12 @@ def test_engine_first_crossing_equals_a_plain_loop():
                              grad=workload.grad, objective=workload.objective,
                              make_transform=lambda learning_rate: optax.sgd(learning_rate),
                              hyper={"learning_rate": lrs}, target=workload.target, max_steps=2000)
-    noise_fn = jax.jit(lambda t: sampler.sample(t, ())[0])
+    noise_fn = jax.jit(lambda t: sampler.sample(t, (), ())[0])
     theta = jnp.asarray(workload.params0)
-    losses, first = [float(workload.objective(theta))], None
+    losses, first = [float(workload.objective(theta, ()))], None
     for t in range(2000):
-        theta = theta - lrs[1] * workload.grad(theta, noise_fn(t))
-        losses.append(float(workload.objective(theta)))
+        theta = theta - lrs[1] * workload.grad(theta, noise_fn(t), ())
+        losses.append(float(workload.objective(theta, ())))
         if first is None and t + 1 in set(result.eval_steps.tolist()) and losses[-1] <= workload.target:
             first = t + 1
             break
@@ -69,12 +70,12 @@ def test_engine_first_crossing_equals_a_plain_loop():
 def test_finite_batches_are_drawn_without_replacement():
     X = np.arange(20, dtype=np.float64).reshape(10, 2)
     problem = make_problem("least_squares", X, np.arange(10.0))
-    workload = finite_workload("toy", "toy", problem, target_fraction=0.5)
+    workload = finite_workload("toy", "toy", problem, relative_target=0.5)
     sampler = workload.make_sampler(3)
     sample = jax.jit(sampler.sample)
     state, epochs = sampler.state0, []
     for t in range(9):                                     # 3 epochs of 10 // 3 = 3 batches
-        (rows, _), state = sample(jnp.asarray(t), state)
+        (rows, _), state = sample(jnp.asarray(t), state, workload.data)
         epochs.append(np.asarray(rows)[:, 1])
     for e in range(3):
         seen = np.concatenate(epochs[3 * e:3 * e + 3])
@@ -127,30 +128,30 @@ def _cli(*args, cwd):
                           text=True, timeout=300, cwd=cwd, env={**os.environ, "JAX_PLATFORMS": "cpu"})
 
 
-@pytest.mark.slow  # the --quick study end to end (~30-40 s), then --resume and --report_only
+@pytest.mark.slow  # the --quick study end to end (~30 s), then --resume and --report_only in-process
 def test_quick_study_end_to_end_resumes_and_rebuilds_from_json(tmp_path):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = tmp_path / "study"
-    first = _cli("--quick", f"--output_dir={out}", cwd=root)
-    assert first.returncode == 0, first.stderr
-    assert "ETA" in first.stdout and "streaming_least_squares | sgd | B=64" in first.stdout
-    data = json.loads((out / batch_scaling.RESULTS_FILENAME).read_text())
+    out, lines = tmp_path / "study", io.StringIO()
+    path = batch_scaling.run_study(batch_scaling.quick_settings(), out, stream=lines)
+    assert "ETA" in lines.getvalue() and "streaming_least_squares | sgd | B=64" in lines.getvalue()
+    data = json.loads(path.read_text())
     cells = {(c["workload"], c["optimizer"], c["batch_size"]): c for c in data["cells"]}
     assert len(cells) == 3 * 7 + 3
     assert all(c["status"] == "reached" for c in cells.values())
     sgd = [cells[("nqm", "sgd", b)]["steps"] for b in (1, 4)]
     assert 3.8 < sgd[0] / sgd[1] < 4.2                      # perfect scaling at small B
     report_text = (out / report.REPORT_FILENAME).read_text()
+    assert "critical batch size" in report_text.lower() and "batch_scaling_nqm.png" in report_text
     for name in ("batch_scaling_nqm.png", "batch_scaling_streaming_least_squares.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         (out / name).unlink()
     (out / report.REPORT_FILENAME).unlink()
-    rebuilt = _cli("--report_only", f"--output_dir={out}", cwd=root)
-    assert rebuilt.returncode == 0, rebuilt.stderr
+    batch_scaling.rebuild(out)                              # from the JSON alone
     assert (out / report.REPORT_FILENAME).read_text() == report_text
     assert (out / "batch_scaling_nqm.png").exists()
-    resumed = _cli("--quick", "--resume", f"--output_dir={out}", cwd=root)
-    assert resumed.returncode == 0 and resumed.stdout.count("stored (resume)") == len(cells)
+    again = io.StringIO()
+    batch_scaling.run_study(batch_scaling.quick_settings(), out, resume=True, stream=again)
+    assert again.getvalue().count("stored (resume)") == len(cells)
+    assert json.loads(path.read_text())["cells"] == data["cells"]
 
 
 @pytest.mark.slow  # two fresh interpreters importing JAX

@@ -43,7 +43,8 @@ def define_flags() -> None:
                         + ", ".join(batch_scaling.WORKLOAD_NAMES))
     flags.DEFINE_string("optimizers", None, "Comma-separated optimizer specs (default sgd,momentum,adam): "
                         "our names, optax:NAME, module.path:factory or label=spec.")
-    flags.DEFINE_string("batch_exponents", None, "B = 2^k for these k (default 0,2,4,...,12).")
+    flags.DEFINE_string("batch_exponents", None, "B = 2^k for these k on the simulated workloads "
+                        "(default 2,4,6,8,10).")
     flags.DEFINE_string("nqm_batch_exponents", None, "B = 2^k for the NQM closed form (default 0..14).")
     flags.DEFINE_integer("max_steps", None, f"Step budget per sweep (default {_DEFAULTS.max_steps}).")
     flags.DEFINE_integer("nqm_dim", None, f"NQM dimension of the closed form (default {_DEFAULTS.nqm_dim}).")
@@ -54,6 +55,8 @@ def define_flags() -> None:
     flags.DEFINE_string("streaming_spectrum", None, "power or exponential (default power).")
     flags.DEFINE_float("target_fraction", None, "Target = f* + fraction (f(w_0) - f*) for the simulated "
                        f"workloads (default {_DEFAULTS.target_fraction}).")
+    flags.DEFINE_float("relative_target", None, "Target relative suboptimality (f - f*)/|f*| on the finite "
+                       f"data sets (default {_DEFAULTS.relative_target}).")
     flags.DEFINE_integer("seed", 0, "Seed of the streams, the batch orders and the problems.")
     _common.define_data_dir()
 
@@ -71,7 +74,7 @@ def _settings() -> batch_scaling.StudySettings:
         if FLAGS[name].value is not None:
             overrides[name] = _common.check_int(FLAGS[name].value, name, minimum=1 if name != "streaming_dim"
                                                 else 2)
-    for name in ("nqm_target", "streaming_kappa", "streaming_spectrum", "target_fraction"):
+    for name in ("nqm_target", "streaming_kappa", "streaming_spectrum", "target_fraction", "relative_target"):
         if FLAGS[name].value is not None:
             overrides[name] = FLAGS[name].value
     overrides["seed"] = _common.check_int(FLAGS.seed, "seed", minimum=0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import pathlib
 import time
@@ -62,9 +63,9 @@ class StudySettings:
 
     workloads: tuple[str, ...] = WORKLOAD_NAMES
     optimizers: tuple[str, ...] = ("sgd", "momentum", "adam")
-    batch_exponents: tuple[int, ...] = (0, 2, 4, 6, 8, 10, 12)
+    batch_exponents: tuple[int, ...] = (2, 4, 6, 8, 10)
     nqm_batch_exponents: tuple[int, ...] = tuple(range(0, 15))
-    max_steps: int = 20_000
+    max_steps: int = 10_000
     nqm_max_steps: int = 1_000_000
     nqm_dim: int = 2_000
     nqm_target: float = 0.05
@@ -73,10 +74,11 @@ class StudySettings:
     streaming_dim: int = 1_000
     streaming_kappa: float = 100.0
     streaming_spectrum: str = "power"
-    target_fraction: float = 0.05
+    target_fraction: float = 0.1
+    relative_target: float = 0.1
     grid_points: int = 9  # learning rates per sweep, spaced by sqrt(2)
     first_grid_points: int = 17  # at the smallest B, where no previous B centres the grid
-    max_extensions: int = 2
+    max_extensions: int = 1
     seed: int = 0
     data_dir: str | None = None
 
@@ -202,6 +204,7 @@ def _sweep(
         target=workload.target,
         max_steps=max_steps,
         measure=workload.measure if measure_noise else None,
+        data=workload.data,
     )
     return hyper, result
 
@@ -365,7 +368,7 @@ class _Results:
         self.path = path
         fresh = {
             "schema": "optiscale_jax.batch_scaling/1",
-            "settings": settings.to_json(),
+            "settings": json.loads(canonical_json(settings.to_json())),  # as read back from the file
             "environment": environment_record(settings.to_json()),
             "workloads": {},
             "cells": [],

@@ -6,7 +6,8 @@
 * ``mnist_binary``: L2 logistic regression (l2 = 1e-4) on every MNIST image found (digits 5-9 = 1).
 * ``california_housing``: ridge (l2 = 1e-4) on all 20,640 standardised rows plus an intercept column.
 
-Targets: ``f* + target_fraction (f(w_0) - f*)`` (the NQM: the absolute loss ``nqm_sim_target``).
+Targets: streaming ``f* + target_fraction (f(w_0) - f*)``; finite data sets the relative
+suboptimality ``(f - f*) / |f*| <= relative_target``; the NQM the absolute loss ``nqm_sim_target``.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def build_workload(name: str, settings: Any) -> tuple[Workload, float]:
     else:
         raise ValueError(f"unknown workload {name!r}")
     return finite_workload(
-        name, description, problem, target_fraction=settings.target_fraction, seed=seed
+        name, description, problem, relative_target=settings.relative_target, seed=seed
     ), scale
 
 

@@ -33,7 +33,7 @@ _MEASURE_BATCH = 256
 class Sampler:
     """``sample(t, state) -> (batch, state)`` and the state it starts from."""
 
-    sample: Callable[[jax.Array, Any], tuple[Any, Any]]
+    sample: Callable[[jax.Array, Any, Any], tuple[Any, Any]]
     state0: Any
 
 
@@ -42,7 +42,8 @@ class Workload:
     """One problem of the study, with everything the steps-to-target engine needs.
 
     ``target`` is an objective value (units of the objective); ``f_star`` its minimum;
-    ``n_samples`` the data set size (None when the stream is unbounded).
+    ``n_samples`` the data set size (None when the stream is unbounded). The functions take the
+    arrays ``data`` as their last argument (the engine passes them to its program at run time).
     """
 
     name: str
@@ -52,19 +53,19 @@ class Workload:
     f_star: float
     initial_loss: float
     n_samples: int | None
-    objective: Callable[[jax.Array], jax.Array]
-    grad: Callable[[jax.Array, Any], jax.Array]
+    objective: Callable[[jax.Array, Any], jax.Array]
+    grad: Callable[[jax.Array, Any, Any], jax.Array]
     make_sampler: Callable[[int], Sampler]
-    measure: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
-    dtype: str = "float32"
+    measure: Callable[[jax.Array, jax.Array, Any], tuple[jax.Array, jax.Array]]
+    data: Any = ()
 
     def check_batch_size(self, batch_size: int) -> None:
         """ValueError before any work when a finite data set cannot fill one batch."""
         if self.n_samples is not None and batch_size > self.n_samples:
             raise ValueError(
                 f"batch size {batch_size} is larger than the {self.n_samples} rows of "
-                f"{self.name}; use batch sizes <= {self.n_samples} (e.g. "
-                f"--max_batch_size={2 ** int(np.log2(self.n_samples))})"
+                f"{self.name}; give --batch_exponents with every 2^k <= {self.n_samples} "
+                f"(k <= {int(np.log2(self.n_samples))})"
             )
 
 
@@ -86,9 +87,12 @@ def nqm_workload(nqm: NQM, *, target: float, seed: int = 0) -> Workload:
 
     def make_sampler(batch_size: int) -> Sampler:
         scale = jnp.sqrt(c / batch_size)
-        return Sampler(lambda t, s: (scale * jax.random.normal(jax.random.fold_in(key, t), h.shape), s), ())
+        def sample(t, state, _data):
+            return scale * jax.random.normal(jax.random.fold_in(key, t), h.shape), state
 
-    def measure(theta, t):
+        return Sampler(sample, ())
+
+    def measure(theta, t, _data):
         del t  # Sigma = diag(c) and G = h theta are known exactly.
         return jnp.sum(c), jnp.sum((h * theta) ** 2)
 
@@ -100,8 +104,8 @@ def nqm_workload(nqm: NQM, *, target: float, seed: int = 0) -> Workload:
         f_star=0.0,
         initial_loss=nqm.initial_loss(),
         n_samples=None,
-        objective=nqm.loss,
-        grad=lambda theta, noise: h * theta + noise,
+        objective=lambda theta, _: nqm.loss(theta),
+        grad=lambda theta, noise, _: h * theta + noise,
         make_sampler=make_sampler,
         measure=measure,
     )
@@ -118,9 +122,9 @@ def streaming_workload(
         initial = float(problem.population_loss(jnp.zeros(problem.dim, jnp.float64)))
 
     def make_sampler(batch_size: int) -> Sampler:
-        return Sampler(lambda t, s: (problem.sample(jax.random.fold_in(key, t), batch_size), s), ())
+        return Sampler(lambda t, s, _: (problem.sample(jax.random.fold_in(key, t), batch_size), s), ())
 
-    def measure(w, t):
+    def measure(w, t, _data):
         return problem.noise_statistics(w, problem.sample(jax.random.fold_in(measure_key, t), _MEASURE_BATCH))
 
     lam = problem.eigenvalues
@@ -135,17 +139,22 @@ def streaming_workload(
         f_star=f_star,
         initial_loss=initial,
         n_samples=None,
-        objective=problem.population_loss,
-        grad=problem.batch_gradient,
+        objective=lambda w, _: problem.population_loss(w),
+        grad=lambda w, batch, _: problem.batch_gradient(w, batch),
         make_sampler=make_sampler,
         measure=measure,
     )
 
 
 def finite_workload(
-    name: str, description: str, problem: Problem, *, target_fraction: float, seed: int = 0
+    name: str, description: str, problem: Problem, *, relative_target: float, seed: int = 0
 ) -> Workload:
-    """A finite data set: the full-data objective, mini-batches without replacement."""
+    """A finite data set: the full-data objective, mini-batches without replacement.
+
+    Target: relative suboptimality ``(f - f*) / |f*| <= relative_target`` (f* solved in float64).
+    """
+    if not (0.0 < relative_target < np.inf):
+        raise ValueError(f"relative_target must be a number > 0 ((f - f*)/|f*|), not {relative_target!r}")
     key, measure_key = jax.random.split(jax.random.key(seed))
     X, y = jnp.asarray(problem.X, jnp.float32), jnp.asarray(problem.y, jnp.float32)
     n = int(X.shape[0])
@@ -156,21 +165,21 @@ def finite_workload(
     def make_sampler(batch_size: int) -> Sampler:
         per_epoch = n // batch_size
 
-        def sample(t, perm):
+        def sample(t, perm, data):
             epoch, j = t // per_epoch, t % per_epoch
             perm = jax.lax.cond(
                 j == 0, lambda: jax.random.permutation(jax.random.fold_in(key, epoch), n), lambda: perm
             )
             rows = jax.lax.dynamic_slice(perm, (j * batch_size,), (batch_size,))
-            return (X[rows], y[rows]), perm
+            return (data[0][rows], data[1][rows]), perm
 
         return Sampler(sample, jnp.arange(n))
 
     per_example = jax.vmap(jax.grad(lambda w, x, t: problem.loss(w, x[None], t[None])), (None, 0, 0))
 
-    def measure(w, t):
+    def measure(w, t, data):
         rows = jax.random.choice(jax.random.fold_in(measure_key, t), n, (_MEASURE_BATCH,), replace=False)
-        g = per_example(w, X[rows], y[rows])
+        g = per_example(w, data[0][rows], data[1][rows])
         mean = jnp.mean(g, 0)
         return noise_estimates(jnp.mean(jnp.sum(g * g, 1)), jnp.sum(mean * mean), _MEASURE_BATCH)
 
@@ -178,12 +187,13 @@ def finite_workload(
         name=name,
         description=f"{description}, f* = {f_star:.6g}",
         params0=params0,
-        target=_target(f_star, initial, target_fraction),
+        target=f_star + relative_target * abs(f_star),
         f_star=f_star,
         initial_loss=initial,
         n_samples=n,
-        objective=lambda w: problem.loss(w, X, y),
-        grad=lambda w, batch: problem.grad(w, batch[0], batch[1]),
+        objective=lambda w, data: problem.loss(w, data[0], data[1]),
+        grad=lambda w, batch, _: problem.grad(w, batch[0], batch[1]),
         make_sampler=make_sampler,
         measure=measure,
+        data=(X, y),
     )

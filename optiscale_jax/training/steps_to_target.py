@@ -93,29 +93,33 @@ def _stack_hyper(hyper: Mapping[str, Any]) -> tuple[dict[str, jax.Array], int]:
 def steps_to_target(
     *,
     params0: Params,
-    sample: Callable[[jax.Array, Any], tuple[Batch, Any]],
-    grad: Callable[[Params, Batch], Params],
-    objective: Callable[[Params], jax.Array],
+    sample: Callable[[jax.Array, Any, Any], tuple[Batch, Any]],
+    grad: Callable[[Params, Batch, Any], Params],
+    objective: Callable[[Params, Any], jax.Array],
     make_transform: Callable[..., optax.GradientTransformation],
     hyper: Mapping[str, Any],
     target: float,
     max_steps: int,
     sample_state: Any = (),
+    data: Any = (),
     eval_ratio: float = 1.02,
     divergence_factor: float = 1e6,
-    measure: Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]] | None = None,
+    measure: Callable[[Params, jax.Array, Any], tuple[jax.Array, jax.Array]] | None = None,
     measure_every: int = 8,
 ) -> StepsToTargetResult:
     """Trains every configuration of ``hyper`` (name -> (G,) values) until it reaches ``target``.
 
     Args:
       params0: start (a pytree, shared by all configurations).
-      sample: ``(t, sample_state) -> (batch, sample_state)``: the batch of step t (e.g. drawn from
-        ``fold_in(key, t)``, or rows of the epoch's permutation carried in ``sample_state``).
-      grad: ``(params, batch) -> gradient`` of the mini-batch loss.
-      objective: ``params -> scalar``, the exact objective whose crossing of ``target`` counts.
+      sample: ``(t, sample_state, data) -> (batch, sample_state)``: the batch of step t (e.g. drawn
+        from ``fold_in(key, t)``, or rows of the epoch's permutation carried in ``sample_state``).
+      grad: ``(params, batch, data) -> gradient`` of the mini-batch loss.
+      objective: ``(params, data) -> scalar``, the exact objective whose crossing of ``target`` counts.
+      data: arrays the functions read (e.g. a data set), passed to the program as an argument:
+        arrays captured by a closure become constants of the program, which XLA then spends
+        a long time constant-folding (MNIST-sized: tens of seconds).
       make_transform: ``(**hyperparameters) -> GradientTransformation`` (values may be traced).
-      measure: optional ``(params, t) -> (tr Sigma, |G|^2)`` recorded at t = 0 and at every
+      measure: optional ``(params, t, data) -> (tr Sigma, |G|^2)`` recorded at t = 0 and at every
         ``measure_every``-th evaluation point (NaN elsewhere).
     """
     # One function (not split) because the loop bodies close over its arguments; 70 lines.
@@ -127,18 +131,18 @@ def steps_to_target(
         return make_transform(**h).init(params0)
 
     def lane_step(params, state, h, batch):
-        updates, state = make_transform(**h).update(grad(params, batch), state, params)
+        updates, state = make_transform(**h).update(grad(params, batch, data), state, params)
         return optax.apply_updates(params, updates), state
 
-    def program(arrays, sample_state):
+    def program(arrays, sample_state, data):
         params = jax.tree.map(lambda x: jnp.broadcast_to(x, (size,) + jnp.shape(x)), params0)
         state = jax.vmap(lane_init)(arrays)
-        f0 = objective(params0)
+        f0 = objective(params0, data)
         limit = divergence_factor * jnp.maximum(jnp.abs(f0), 1e-12)
         curve = jnp.full((size, n_evals), jnp.nan, f0.dtype).at[:, 0].set(f0)
         noise = jnp.full((size, n_evals, 2), jnp.nan, f0.dtype)
         if measure is not None:
-            noise = noise.at[:, 0].set(jnp.stack(measure(params0, jnp.asarray(0))))
+            noise = noise.at[:, 0].set(jnp.stack(measure(params0, jnp.asarray(0), data)))
         done0 = jnp.broadcast_to(f0 <= target, (size,))
         first = jnp.where(done0, 0, -1)
         sched = jnp.asarray(schedule)
@@ -148,19 +152,20 @@ def steps_to_target(
             return (k < n_evals - 1) & ~jnp.any(done) & ~jnp.all(diverged)
 
         def body(c):
-            k, params, state, data, done, diverged, first, curve, noise = c
+            k, params, state, stream, done, diverged, first, curve, noise = c
             frozen = done | diverged
 
             def one_step(t, ps):
-                batch, data = sample(t, ps[2])
+                batch, state = sample(t, ps[2], data)
                 new_p, new_s = jax.vmap(lane_step, in_axes=(0, 0, 0, None))(ps[0], ps[1], arrays, batch)
                 keep = lambda old, new: jnp.where(  # noqa: E731
                     frozen.reshape((-1,) + (1,) * (new.ndim - 1)), old, new
                 )
-                return jax.tree.map(keep, ps[0], new_p), jax.tree.map(keep, ps[1], new_s), data
+                return jax.tree.map(keep, ps[0], new_p), jax.tree.map(keep, ps[1], new_s), state
 
-            params, state, data = jax.lax.fori_loop(sched[k], sched[k + 1], one_step, (params, state, data))
-            value = jax.vmap(objective)(params)
+            carry = (params, state, stream)
+            params, state, stream = jax.lax.fori_loop(sched[k], sched[k + 1], one_step, carry)
+            value = jax.vmap(objective, in_axes=(0, None))(params, data)
             bad = ~jnp.isfinite(value) | (value > limit)
             newly_diverged = ~frozen & bad
             crossed = ~frozen & ~bad & (value <= target)
@@ -169,7 +174,7 @@ def steps_to_target(
             if measure is not None:
 
                 def record(noise):
-                    stats = jax.vmap(measure, in_axes=(0, None))(params, sched[k + 1])
+                    stats = jax.vmap(measure, in_axes=(0, None, None))(params, sched[k + 1], data)
                     return noise.at[:, k + 1].set(jnp.where(frozen[:, None], jnp.nan, jnp.stack(stats, -1)))
 
                 noise = jax.lax.cond((k + 1) % measure_every == 0, record, lambda n: n, noise)
@@ -177,7 +182,7 @@ def steps_to_target(
                 k + 1,
                 params,
                 state,
-                data,
+                stream,
                 done | crossed,
                 diverged | newly_diverged,
                 first,
@@ -200,10 +205,10 @@ def steps_to_target(
         return first, curve, diverged, noise, k
 
     started = time.perf_counter()
-    compiled = jax.jit(program).lower(arrays, sample_state).compile()
+    compiled = jax.jit(program).lower(arrays, sample_state, data).compile()
     compile_time = time.perf_counter() - started
     started = time.perf_counter()
-    first, curve, diverged, noise, k = jax.block_until_ready(compiled(arrays, sample_state))
+    first, curve, diverged, noise, k = jax.block_until_ready(compiled(arrays, sample_state, data))
     run_time = time.perf_counter() - started
     return StepsToTargetResult(
         steps=np.asarray(first, np.int64),
