@@ -153,7 +153,7 @@ def test_a_run_holds_one_copy_of_float32_data(batch_size):
     """Full-batch and mini-batch runs on aligned float32 data: the host peak above the
     process's start (VmHWM, data included) is at most 1.3 x the data + 100 MiB (JAX's
     runtime and the compiled program)."""
-    proc = subprocess.run([sys.executable, "-c", _RUN_SCRIPT, "40000", "2000", str(batch_size)],
+    proc = subprocess.run([sys.executable, "-c", _RUN_SCRIPT, "20000", "1000", str(batch_size)],
                           capture_output=True, text=True, timeout=600, check=True)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     if not out["reset"]:
