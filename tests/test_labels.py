@@ -119,3 +119,12 @@ def test_numbers_in_an_object_array_are_regression_targets_when_asked():
     np.testing.assert_array_equal(rule.encoded_y, [0.5, 1.5, 2.0])
     with pytest.raises(ValueError, match="has a classes to decode|no classes to decode"):
         rule.decode([0])
+
+
+def test_messages_use_the_callers_name_for_loss():
+    with pytest.raises(ValueError, match="supported with model='logistic'.*Use model='softmax'"):
+        infer_problem_kind(DIGITS, "logistic", loss_name="model")
+    with pytest.raises(ValueError, match="model='softmax' or 'logistic'.*model='least_squares'"):
+        infer_problem_kind((DIGITS % 3).astype(float), loss_name="model")
+    with pytest.raises(ValueError, match="model='mlp' is unknown"):
+        infer_problem_kind(DIGITS, "mlp", loss_name="model")

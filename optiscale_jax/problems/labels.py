@@ -80,7 +80,7 @@ class LabelRule(NamedTuple):
 
 
 def infer_problem_kind(y: Any, loss: str | None = None, *, task: str | None = None,
-                       name: str = "y") -> LabelRule:
+                       name: str = "y", loss_name: str = "loss") -> LabelRule:
     """The problem kind for targets ``y`` and ``y`` encoded for it (see the module docstring).
 
     Args:
@@ -90,31 +90,33 @@ def infer_problem_kind(y: Any, loss: str | None = None, *, task: str | None = No
       task: what a loader says the data set is (its metadata's "task"): "regression",
         "classification", "binary_classification" or "multiclass_classification";
         None when unknown.
-      name: the argument's name in error messages.
+      name: the targets' name in error messages.
+      loss_name: the name under which the caller takes ``loss`` (e.g. "model" for
+        ``ParallelTrainer``), used in error messages.
 
     Raises:
       ValueError: naming the bad value and the fix (unknown loss or task, complex,
         non-finite or empty targets, one class, continuous targets for a classifier,
         ambiguous whole-number floats, two classes asked for with more present).
     """
-    loss = _check_loss(loss)
+    loss = _check_loss(loss, loss_name)
     task = _check_task(task)
     values = _as_targets(y, name)
     target_type = _target_type(values, name)
     if loss in REGRESSION_LOSSES:
-        return LabelRule(loss, None, _as_float(values, name, loss), target_type)
+        return LabelRule(loss, None, _as_float(values, name, loss, loss_name), target_type)
     if loss == "auto":
-        loss = _auto_kind(values, target_type, task, name)
+        loss = _auto_kind(values, target_type, task, name, loss_name)
         if loss == "least_squares":
-            return LabelRule(loss, None, _as_float(values, name, loss), target_type)
-    return _encode_classes(values, target_type, loss, name)
+            return LabelRule(loss, None, _as_float(values, name, loss, loss_name), target_type)
+    return _encode_classes(values, target_type, loss, name, loss_name)
 
 
-def _check_loss(loss: Any) -> str:
+def _check_loss(loss: Any, arg: str) -> str:
     if loss is None:
         return "auto"
     if not isinstance(loss, str) or loss not in LOSSES:
-        raise ValueError(f"loss={loss!r} is unknown; choose one of: {', '.join(LOSSES)} "
+        raise ValueError(f"{arg}={loss!r} is unknown; choose one of: {', '.join(LOSSES)} "
                          "(or None for auto)")
     return loss
 
@@ -164,10 +166,10 @@ def _target_type(values: np.ndarray, name: str) -> str:
                          "labels, one per sample") from None
 
 
-def _as_float(values: np.ndarray, name: str, loss: str) -> np.ndarray:
+def _as_float(values: np.ndarray, name: str, loss: str, arg: str) -> np.ndarray:
     """Real targets as float64; numbers held in an object array are converted, text is not."""
-    refused = ValueError(f"loss={loss!r} needs numeric targets, but {name} has dtype "
-                         f"{values.dtype} (e.g. {values[0]!r}); use loss='softmax' or "
+    refused = ValueError(f"{arg}={loss!r} needs numeric targets, but {name} has dtype "
+                         f"{values.dtype} (e.g. {values[0]!r}); use {arg}='softmax' or "
                          "'logistic' (or None) for class labels")
     if values.dtype.kind in "fiub":
         return np.array(values, dtype=np.float64)
@@ -180,7 +182,8 @@ def _as_float(values: np.ndarray, name: str, loss: str) -> np.ndarray:
     return _as_targets(converted, name)       # the finite check, on the numbers
 
 
-def _auto_kind(values: np.ndarray, target_type: str, task: str | None, name: str) -> str:
+def _auto_kind(values: np.ndarray, target_type: str, task: str | None, name: str,
+               arg: str) -> str:
     """least_squares, logistic or softmax for loss='auto' (see the module docstring)."""
     if target_type == "continuous":
         if task == "classification":
@@ -196,9 +199,9 @@ def _auto_kind(values: np.ndarray, target_type: str, task: str | None, name: str
         shown = ", ".join(f"{v:g}" for v in distinct[:5]) + (", ..." if distinct.size > 5 else "")
         raise ValueError(
             f"{name} holds floats that are all whole numbers ({distinct.size} distinct: {shown}); "
-            f"say whether they are class ids or regression targets: loss='softmax' or "
+            f"say whether they are class ids or regression targets: {arg}='softmax' or "
             f"'logistic' (or integer labels, {name}.astype(int)) for classes, "
-            "loss='least_squares' for regression")
+            f"{arg}='least_squares' for regression")
     return "logistic" if distinct.size == 2 else "softmax"
 
 
@@ -207,21 +210,22 @@ def _first_fractional(values: np.ndarray) -> float:
     return float(as_float[as_float != np.round(as_float)][0])
 
 
-def _encode_classes(values: np.ndarray, target_type: str, loss: str, name: str) -> LabelRule:
+def _encode_classes(values: np.ndarray, target_type: str, loss: str, name: str,
+                    arg: str) -> LabelRule:
     if target_type == "continuous":
         raise ValueError(
-            f"Unknown label type: continuous. loss={loss!r} fits a classifier, which needs "
+            f"Unknown label type: continuous. {arg}={loss!r} fits a classifier, which needs "
             f"discrete class labels, but {name} has continuous values (e.g. "
-            f"{_first_fractional(values)}); use loss='least_squares' for regression")
+            f"{_first_fractional(values)}); use {arg}='least_squares' for regression")
     classes, encoded = np.unique(values, return_inverse=True)
     if classes.size < 2:
         raise ValueError(f"{name} holds one class only ({classes.tolist()[0]!r}); a classifier needs at "
                          "least 2 classes in the training data")
     if loss == "logistic" and classes.size != 2:
         shown = ", ".join(repr(c) for c in classes[:6].tolist())
-        raise ValueError(f"Only binary classification is supported with loss='logistic': it "
+        raise ValueError(f"Only binary classification is supported with {arg}='logistic': it "
                          f"needs labels of exactly 2 classes (e.g. {{0, 1}}); "
                          f"{name} has {classes.size}: {shown}{' ...' if classes.size > 6 else ''}. "
-                         "Use loss='softmax' (or None) for several classes")
+                         f"Use {arg}='softmax' (or None) for several classes")
     encoded_y = encoded.astype(np.float64 if loss == "logistic" else np.int64)
     return LabelRule(loss, classes, encoded_y, target_type)
