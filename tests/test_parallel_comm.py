@@ -39,6 +39,7 @@ HLO = """
   %cp = f32[2,2]{1,0} collective-permute(%y), channel_id=2, source_target_pairs={{0,1},{1,0}}
   %ar = f32[10]{0} all-reduce(%z), channel_id=3, replica_groups=mesh['a'=2,'b'=4] {'a'}, to_apply=%add
   %no = f32[10]{0} all-reduce(%z), channel_id=4, replica_groups={{0},{1}}, to_apply=%add
+  %ids = f32[10]{0} all-reduce(%z), replica_groups=mesh['a'=2,'b'=4], device_ids=([4,2]T(1,0)) {'b'}
 }
 ENTRY %main (a: f32[4]) -> f32[4] {
   %loop = (s32[], f32[4]) while(%t0), condition=%c, body=%body, backend_config={"known_trip_count":{"n":"3"}}
@@ -48,10 +49,10 @@ ENTRY %main (a: f32[4]) -> f32[4] {
 
 def test_nested_loops_group_forms_and_singleton_groups():
     volume = collective_volume(HLO)
-    assert volume.count_by_kind == {"all-gather": 0, "reduce-scatter": 3, "all-reduce": 15,
+    assert volume.count_by_kind == {"all-gather": 0, "reduce-scatter": 3, "all-reduce": 30,
                                     "all-to-all": 0, "collective-permute": 15}
     assert volume.bytes_by_kind["reduce-scatter"] == 3 * 16 * 3          # B (g-1), g = 4
-    assert volume.bytes_by_kind["all-reduce"] == 15 * 2 * 40 * 1 / 2       # group {'a'} of 2
+    assert volume.bytes_by_kind["all-reduce"] == 15 * 2 * 40 * (1 / 2 + 3 / 4)  # groups of 2 and 4
     assert volume.bytes_by_kind["collective-permute"] == 15 * 16
     with pytest.raises(ValueError, match="no ENTRY"):
         collective_volume("%f (x: f32[]) -> f32[] {\n}\n")

@@ -61,8 +61,9 @@ def _array_bytes(type_text: str) -> int:
 
 def _group_size(line: str) -> int:
     """Devices per group: from ``replica_groups={{0,1},{2,3}}``, the iota form
-    ``[groups,size]<=[n]``, the mesh form ``mesh['a'=2,'b'=4] {'b'}``, or a permute's pairs."""
-    mesh = re.search(r"replica_groups=mesh\[([^\]]*)\]\s*\{([^}]*)\}", line)
+    ``[groups,size]<=[n]``, the mesh form ``mesh['a'=2,'b'=4] {'b'}`` (optionally with
+    ``device_ids=...`` before the braces), or a permute's pairs."""
+    mesh = re.search(r"replica_groups=mesh\[([^\]]*)\][^{]*\{([^}]*)\}", line)
     if mesh:
         sizes = {name: int(size) for name, size in re.findall(r"'([^']+)'=(\d+)", mesh.group(1))}
         size = 1
