@@ -26,6 +26,8 @@ def test_scaling_summary_against_hand_computation():
     assert summary.s_min == 1250 and summary.e_min == 65000
     assert summary.critical_batch_size == pytest.approx(65000 / 1250)
     assert summary.perfect_scaling_max_batch == 16           # E(16) = 80,000 <= 1.25 * 65,000 < E(32)
+    assert summary.smallest_reached_batch == 1
+    assert scaling_summary([1, 2, 4], [None, 100, 50]).smallest_reached_batch == 2
     assert summary.small_batch_slope == pytest.approx(np.log(33000 / 65000) / np.log(2))
     none = scaling_summary([1, 2], [None, None])
     assert none.critical_batch_size is None and none.reached == 0

@@ -77,8 +77,9 @@ def plot_workload(
         )
         ax_lr.plot(b, lr, marker="o", markersize=4, linewidth=1.4, color=color, label=name)
         missing = [c["batch_size"] for c in group if c["status"] != "reached"]
-        if missing:
-            ax_steps.plot(missing, np.full(len(missing), s.max()), linestyle="none", marker="x", color=color)
+        if missing:  # at the top of the panel (axes coordinates in y), whatever the data range
+            ax_steps.plot(missing, np.full(len(missing), 0.97), linestyle="none", marker="x", markersize=7,
+                          color=color, transform=ax_steps.get_xaxis_transform(), clip_on=False)
     for axis, ylabel in (
         (ax_steps, "steps to target"),
         (ax_lr, "tuned lr (with momentum mu: lr / (1 - mu))"),

@@ -96,7 +96,8 @@ def _summary_rows(groups: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[lis
                 _num(s.s_min, "d") if s.s_min else "n/a",
                 _num(s.e_min, "d") if s.e_min else "n/a",
                 _num(s.critical_batch_size),
-                f"1..{s.perfect_scaling_max_batch}" if s.perfect_scaling_max_batch else "n/a",
+                (f"{s.smallest_reached_batch}..{s.perfect_scaling_max_batch}"
+                      if s.perfect_scaling_max_batch else "none"),
                 _num(s.small_batch_slope, ".2f"),
             ]
         )
@@ -190,8 +191,9 @@ _DEFINITIONS = [
     "of the sweep to reach it); E(B) = B S(B) examples. S_min, E_min: their minima over the measured B.",
     "- Critical batch size B_crit = E_min / S_min: under S(B) = S_min (1 + B_crit / B) the batch size that "
     "costs twice the minimum steps and twice the minimum examples.",
-    f"- Perfect-scaling region: the smallest B up to the largest B with every E(B') <= "
-    f"{PERFECT_SCALING_TOLERANCE} E_min for B' <= B.",
+    "- Perfect-scaling region: the smallest B that reached the target up to the largest B with every "
+    f"reached E(B') <= {PERFECT_SCALING_TOLERANCE} E_min for B' <= B (none: the smallest B already "
+    "costs more).",
     "- B_simple = tr(Sigma) / |G|^2 (Sigma: per-example gradient covariance; G: the full gradient), "
     "measured along the run on a separate batch of 256 examples (unbiased estimates of both), or exact at "
     "the target for the NQM; B_noise = tr(H Sigma) / (G^T H G) where the Hessian H is known (NQM).",
