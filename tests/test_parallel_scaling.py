@@ -64,7 +64,6 @@ def test_command_prints_and_writes_consistent_rows(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("flag,message", [
     ("--device_counts=1,x", "--device_counts: 'x' is not an integer"),
-    ("--device_counts=1,16", "XLA_FLAGS=--xla_force_host_platform_device_count=16"),
     ("--strategies=fsdp,bogus", "--strategies: unknown bogus"),
 ])
 def test_bad_flags_get_one_line_and_exit_2(flag, message):

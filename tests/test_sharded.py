@@ -167,6 +167,7 @@ def test_uneven_fsdp_split_is_padded_exactly():
             np.testing.assert_allclose(grad, expected[1], rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_linear_fsdp_trains_and_predicts():
     """A 2-epoch fsdp logistic regression: coefficients in their own shape, stored split,
     predict / score (accuracy) consistent with the coefficients."""
