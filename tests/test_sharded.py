@@ -210,7 +210,7 @@ def test_bad_layouts_are_refused(kwargs, message):
 
 def test_non_binary_labels_point_at_softmax():
     X = np.zeros((8, 3), np.float32)
-    with pytest.raises(ValueError, match="with ParallelTrainer pass model='softmax'"):
+    with pytest.raises(ValueError, match="Use model='softmax'"):
         ParallelTrainer(2, "fsdp", model="logistic", epochs=1).fit(X, np.arange(8) % 3)
     with pytest.raises(ValueError, match="for more classes use model='softmax'"):
         ParallelTrainer(2, "fsdp", model=MLPSpec(3, 4, 0), epochs=1).fit(X, np.arange(8) % 3)

@@ -58,6 +58,7 @@ LINEAR_KINDS = ("least_squares", "ridge", "logistic", "softmax")
 def check_model(model: Any, layout_or_strategy: MeshLayout | str) -> None:
     """Raise ``ValueError`` when the strategy cannot shard this model."""
     strategy = getattr(layout_or_strategy, "strategy", layout_or_strategy)
+    model = "auto" if model is None else model
     if isinstance(model, MLPSpec):
         model.validate()
         return
@@ -322,7 +323,7 @@ class ParallelTrainer:
         (see ``mesh_shape``).
       optimizer: name from ``optiscale_jax.optimizers`` (with ``hyperparams``) or an
         optax ``GradientTransformation``.
-      model: 'logistic' (default), 'least_squares', 'ridge', 'softmax', 'auto' (the kind
+      model: 'logistic' (default), 'least_squares', 'ridge', 'softmax', 'auto' or None (the kind
         read off ``y`` by ``optiscale_jax.problems.labels.infer_problem_kind``, the rule the
         estimators use), or an ``MLPSpec`` (a binary classifier, 0 / 1 labels).
       l2: L2 coefficient of a linear model (an MLPSpec carries its own).
@@ -374,14 +375,11 @@ class ParallelTrainer:
         """(the model to train, y encoded for it). A named linear model reads its labels with
         the package's one label rule (``problems.labels.infer_problem_kind``): 'auto' infers
         the kind; class labels of any type are encoded 0..k-1 and decoded by ``predict``."""
-        if not isinstance(self.model, str):  # an MLPSpec, or a Problem to train on X, y
+        if self.model is not None and not isinstance(self.model, str):  # MLPSpec or Problem
             self.label_rule_ = None
             return self.model, y
-        try:
-            rule = infer_problem_kind(y, loss=None if self.model == "auto" else self.model)
-        except ValueError as error:
-            raise ValueError(f"model={self.model!r}: {error}; with ParallelTrainer pass "
-                             "model='softmax' (several classes) or model='auto'") from None
+        rule = infer_problem_kind(y, loss=None if self.model in (None, "auto") else self.model,
+                                  loss_name="model")
         self.label_rule_ = rule
         self.classes_ = rule.classes
         encoded = rule.encoded_y.astype(np.int32 if rule.kind == "softmax" else np.float32)
