@@ -21,13 +21,14 @@ def test_sizes_are_parsed_and_bad_ones_named():
             parse_sizes(bad)
 
 
-@pytest.mark.parametrize("arg", ["-h", "--help"])
+@pytest.mark.parametrize("arg", ["-h", pytest.param("--help", marks=pytest.mark.slow)])
 def test_help_exits_0(arg):
     proc = subprocess.run([sys.executable, "-m", "experiments.data_scale", arg],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0 and "--sizes" in proc.stdout and "--shuffle_check" in proc.stdout
 
 
+@pytest.mark.slow
 def test_bad_flag_is_one_line_and_exit_2():
     proc = subprocess.run([sys.executable, "-m", "experiments.data_scale", "--sizes=12"],
                           capture_output=True, text=True, timeout=120, check=False)
@@ -51,6 +52,7 @@ def test_one_rung_reports_figures_an_independent_solve_confirms():
     assert row["status"] in ("max_epochs", "converged")
 
 
+@pytest.mark.slow
 def test_shuffle_check_times_both_parts():
     out = shuffle_check(n=5_000, d=8, batch=64, repeats=2)
     assert out["shuffle_s"] > 0 and out["updates_s"] > 0

@@ -261,6 +261,7 @@ def measured_runs(data_dir):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["mnist", "synthetic"])
 def test_training_estimate_within_25_percent_of_measured_host_peak(measured_runs, case):
     run = measured_runs[case]
