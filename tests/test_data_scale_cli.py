@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 import scipy.linalg
 
 from optiscale_jax.cli import _common
-from optiscale_jax.cli.data_scale import measure_rung, parse_sizes, shuffle_check
+from optiscale_jax.cli.data_scale import parse_sizes, shuffle_check
 from optiscale_jax.datasets import generate_highdim_regression
 
 
@@ -38,7 +39,10 @@ def test_bad_flag_is_one_line_and_exit_2():
 
 @pytest.mark.slow
 def test_one_rung_reports_figures_an_independent_solve_confirms():
-    row = measure_rung(3000, 60, epochs=3, batch_size=None)
+    proc = subprocess.run([sys.executable, "-m", "optiscale_jax.cli.data_scale",
+                           "--rung=3000x60", "--epochs=3"],     # a fresh process: its own peak
+                          capture_output=True, text=True, timeout=300, check=True)
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
     X, y, _, _ = generate_highdim_regression(3000, 60, 100.0, dtype=np.float32,
                                              orthogonal="dct")
     X64 = X.astype(np.float64)
