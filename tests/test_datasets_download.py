@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import threadpoolctl
 
-from optiscale_jax.datasets import DataFileError, load_mnist
+from optiscale_jax.datasets import DataFileError, DataNotFoundError, load_mnist
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -191,10 +191,10 @@ def test_tfds_failure_falls_back_to_download(mirror, empty_env, monkeypatch, dat
         load_mnist(data_dir=empty_env / "nowhere", download=False)
 
 
-def test_tfds_absent_is_a_real_import_error(monkeypatch):
-    """The guarded import path runs for real: without the package, the import fails."""
-    from optiscale_jax.datasets._mnist import _load_with_tfds
-
+def test_tfds_absent_is_a_real_import_error(monkeypatch, tmp_path):
+    """The guarded import path runs for real: without the package the import fails and the
+    loader says so among the places it tried."""
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
-    with pytest.raises(ImportError):
-        _load_with_tfds(download=False)
+    monkeypatch.setenv("OPTISCALE_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(DataNotFoundError, match="tensorflow-datasets is not installed"):
+        load_mnist(data_dir=tmp_path / "nowhere", download=False)

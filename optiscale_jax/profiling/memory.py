@@ -185,6 +185,7 @@ def _engine_objective(problem: ProblemLike, kernel: str, dtype: str) -> Any:
     return prepare(stand_in, dtype, kernel).objective
 
 
+# Over 60 lines: the docstring states the model term by term and the result lists every term.
 def estimate_training_memory(problem: ProblemLike, optimizer_type: Any = "adam", *,
                              epochs: int = 100, dtype: str = "float32",
                              batch_size: int | None = None, kernel: str = "auto",

@@ -141,6 +141,8 @@ def objective_from_value_and_grad(value_and_grad: ValueAndGrad,
     return Objective(value_and_grad, full_value_and_grad)
 
 
+# Over 60 lines: one pure program whose inner steps close over the same traced data, seed
+# and transform; split out, each would take them all as arguments.
 def build_program(objective: Objective, make_transform: MakeTransform, *, epochs: int,
                   plan: BatchPlan, divergence_factor: float, eval_every: int = 1
                   ) -> Callable[[Params, TrainData, jax.Array, Any], ProgramOutput]:
