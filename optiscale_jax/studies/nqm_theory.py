@@ -27,6 +27,7 @@ import numpy as np
 __all__ = [
     "AffineMap",
     "affine_step",
+    "apply",
     "compose",
     "expected_loss",
     "expected_loss_curve",

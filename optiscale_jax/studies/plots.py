@@ -35,6 +35,33 @@ def _series(cells: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, A
     return series
 
 
+def _draw_optimizer(ax_steps, ax_lr, name: str, group: Sequence[Mapping[str, Any]]) -> None:
+    """One optimizer's steps (with its ideal 1/B line, edge squares, B_crit, not-reached marks) and rates."""
+    reached = [c for c in group if c["status"] == "reached"]
+    color = None
+    if reached:
+        b = np.array([c["batch_size"] for c in reached], float)
+        s = np.array([c["steps"] for c in reached], float)
+        (line,) = ax_steps.plot(b, s, marker="o", markersize=4, linewidth=1.4, label=name)
+        color = line.get_color()
+        ax_steps.plot(b, s[0] * b[0] / b, linestyle="--", linewidth=0.9, color=color, alpha=0.6)
+        edge = np.array([bool(c.get("on_edge")) for c in reached])
+        if edge.any():
+            ax_steps.plot(b[edge], s[edge], linestyle="none", marker="s", markerfacecolor="none",
+                          markersize=9, color=color)
+        summary = scaling_summary([c["batch_size"] for c in group], [c["steps"] for c in group])
+        if summary.critical_batch_size is not None:
+            ax_steps.axvline(summary.critical_batch_size, linestyle=":", linewidth=1.0, color=color)
+        hyper = [c["hyperparameters"] for c in reached]
+        lr = np.array([h["learning_rate"] / (1.0 - h.get("momentum", 0.0)) for h in hyper], float)
+        ax_lr.plot(b, lr, marker="o", markersize=4, linewidth=1.4, color=color, label=name)
+    missing = [c["batch_size"] for c in group if c["status"] != "reached"]
+    if missing:  # at the top of the panel (axes coordinates in y), whatever the data range
+        ax_steps.plot(missing, np.full(len(missing), 0.97), linestyle="none", marker="x", markersize=7,
+                      color=color, transform=ax_steps.get_xaxis_transform(), clip_on=False,
+                      label=None if reached else f"{name} (not reached)")
+
+
 def plot_workload(
     workload: str, cells: Sequence[Mapping[str, Any]], path: str | os.PathLike, title: str
 ) -> pathlib.Path | None:
@@ -46,40 +73,7 @@ def plot_workload(
     FigureCanvasAgg(figure)
     ax_steps, ax_lr = figure.subplots(1, 2)
     for name, group in series.items():
-        reached = [c for c in group if c["status"] == "reached"]
-        if not reached:
-            continue
-        b = np.array([c["batch_size"] for c in reached], float)
-        s = np.array([c["steps"] for c in reached], float)
-        (line,) = ax_steps.plot(b, s, marker="o", markersize=4, linewidth=1.4, label=name)
-        color = line.get_color()
-        ax_steps.plot(b, s[0] * b[0] / b, linestyle="--", linewidth=0.9, color=color, alpha=0.6)
-        edge = np.array([bool(c.get("on_edge")) for c in reached])
-        if edge.any():
-            ax_steps.plot(
-                b[edge],
-                s[edge],
-                linestyle="none",
-                marker="s",
-                markerfacecolor="none",
-                markersize=9,
-                color=color,
-            )
-        summary = scaling_summary([c["batch_size"] for c in group], [c["steps"] for c in group])
-        if summary.critical_batch_size is not None:
-            ax_steps.axvline(summary.critical_batch_size, linestyle=":", linewidth=1.0, color=color)
-        lr = np.array(
-            [
-                c["hyperparameters"]["learning_rate"] / (1.0 - c["hyperparameters"].get("momentum", 0.0))
-                for c in reached
-            ],
-            float,
-        )
-        ax_lr.plot(b, lr, marker="o", markersize=4, linewidth=1.4, color=color, label=name)
-        missing = [c["batch_size"] for c in group if c["status"] != "reached"]
-        if missing:  # at the top of the panel (axes coordinates in y), whatever the data range
-            ax_steps.plot(missing, np.full(len(missing), 0.97), linestyle="none", marker="x", markersize=7,
-                          color=color, transform=ax_steps.get_xaxis_transform(), clip_on=False)
+        _draw_optimizer(ax_steps, ax_lr, name, group)
     for axis, ylabel in (
         (ax_steps, "steps to target"),
         (ax_lr, "tuned lr (with momentum mu: lr / (1 - mu))"),
