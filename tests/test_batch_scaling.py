@@ -109,6 +109,14 @@ def test_bad_settings_name_the_value_and_the_fix(overrides, match):
         batch_scaling.check_settings(batch_scaling.StudySettings(**overrides))
 
 
+def test_optimizer_specs_ours_optax_and_a_user_file(tmp_path):
+    factory = tmp_path / "my_opt.py"
+    factory.write_text("import optax\n\ndef make(learning_rate):\n    return optax.sgd(learning_rate)\n")
+    specs = batch_scaling.resolve_specs(["momentum", "optax:lion", f"mine={factory}:make"])
+    assert list(specs) == ["momentum", "lion", "mine"]
+    assert specs["mine"].build(learning_rate=0.5).update is not None
+
+
 def test_bad_optimizer_specs_are_refused():
     with pytest.raises(ValueError, match="unknown optimizer 'bogus'"):
         batch_scaling.resolve_specs(["sgd", "bogus"])

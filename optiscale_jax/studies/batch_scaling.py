@@ -50,6 +50,7 @@ WORKLOAD_NAMES = (
     "california_housing",
 )
 MOMENTUM_GRID = (0.9, 0.99)
+_PLACEHOLDER_LR = 1e-3
 NQM_OPTIMIZERS = (
     nqm_lib.NQMOptimizer("sgd"),
     nqm_lib.NQMOptimizer("momentum", (0.0, 0.5, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)),
@@ -141,7 +142,9 @@ def resolve_specs(optimizers: Sequence[str]) -> dict[str, OptimizerSpec]:
     specs: dict[str, OptimizerSpec] = {}
     for text in optimizers:
         try:
-            spec = resolve_optimizer(text)
+            # The rate given here only satisfies factories without a default (optax's); every
+            # sweep overrides it with its traced grid (spec.build(learning_rate=...)).
+            spec = resolve_optimizer(text, {"learning_rate": _PLACEHOLDER_LR})
         except OptimizerSpecError as err:
             raise ValueError(str(err)) from err
         if not spec.accepts_learning_rate:
