@@ -18,7 +18,7 @@ from optiscale_jax.datasets import (
     generate_highdim_regression,
     spectral_metadata,
 )
-from optiscale_jax.problems import _solvers, make_problem
+from optiscale_jax.problems import make_problem, solvers
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def test_real_data_takes_one_svd_per_cache(decompositions, tmp_path, monkeypatch
 def test_iterative_quadratic_solvers_match_the_direct_solve(kind, n, d):
     X, y, _, _ = generate_highdim_regression(n, d, 1e4, seed=3)
     l2 = 1e-3 if kind == "ridge" else 0.0
-    solve = _solvers.solve_ridge if kind == "ridge" else _solvers.solve_least_squares
+    solve = solvers.solve_ridge if kind == "ridge" else solvers.solve_least_squares
     kwargs = {"l2": l2} if kind == "ridge" else {}
     direct = solve(X, y, method="direct", **kwargs)
     for method in ("normal", "cg") if n >= d else ("cg",):
@@ -103,21 +103,21 @@ def test_iterative_quadratic_solvers_match_the_direct_solve(kind, n, d):
 def test_logistic_woodbury_and_newton_cg_match_the_dense_hessian():
     X, y, _, _ = generate_highdim_regression(150, 400, 100.0, seed=4)
     labels = (y > np.median(y)).astype(float)
-    dense = _solvers.solve_logistic(X, labels, 1e-3, layout="primal")
+    dense = solvers.solve_logistic(X, labels, 1e-3, layout="primal")
     for layout in ("dual", "newton-cg"):
-        other = _solvers.solve_logistic(X, labels, 1e-3, layout=layout)
+        other = solvers.solve_logistic(X, labels, 1e-3, layout=layout)
         assert other.f_star == pytest.approx(dense.f_star, rel=1e-10), layout
         assert other.gap_bound == pytest.approx(other.grad_norm**2 / 2e-3)
         assert other.gap_bound <= 1e-13 * other.f_star
-    assert "Woodbury" in _solvers.solve_logistic(X, labels, 1e-3).method
+    assert "Woodbury" in solvers.solve_logistic(X, labels, 1e-3).method
 
 
 def test_softmax_certificate_and_float32_products():
     rng = np.random.default_rng(5)
     X = rng.standard_normal((300, 20))
     y = rng.integers(0, 4, 300)
-    exact = _solvers.solve_softmax(X, y, 1e-3, 4)
-    fast = _solvers.solve_softmax(X, y, 1e-3, 4, X_products=X.astype(np.float32))
+    exact = solvers.solve_softmax(X, y, 1e-3, 4)
+    fast = solvers.solve_softmax(X, y, 1e-3, 4, X_products=X.astype(np.float32))
     assert fast.f_star == pytest.approx(exact.f_star, rel=1e-12)
     assert fast.gap_bound <= 1e-13 * fast.f_star and fast.mu == 1e-3
     bound = scipy.optimize.minimize(

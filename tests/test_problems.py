@@ -13,7 +13,7 @@ import scipy.optimize
 import threadpoolctl
 from sklearn.linear_model import LogisticRegression
 
-from optiscale_jax.problems import PROBLEM_KINDS, Optimum, Problem, _solvers, make_problem
+from optiscale_jax.problems import PROBLEM_KINDS, Optimum, Problem, make_problem, solvers
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -277,13 +277,13 @@ def mnist_logistic(data_dir) -> Problem:
 
 def test_mnist_optimum_and_cache_reuse(mnist_logistic, tmp_path, monkeypatch):
     calls = []
-    real_solver = _solvers.solve_logistic
+    real_solver = solvers.solve_logistic
 
     def counting_solver(*args, **kwargs):
         calls.append(1)
         return real_solver(*args, **kwargs)
 
-    monkeypatch.setattr(_solvers, "solve_logistic", counting_solver)
+    monkeypatch.setattr(solvers, "solve_logistic", counting_solver)
     assert mnist_logistic.y.mean() == pytest.approx(0.4861)  # README: 48.6% positive
 
     first = mnist_logistic.optimum(cache_dir=tmp_path)

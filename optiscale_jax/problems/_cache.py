@@ -26,7 +26,7 @@ _SAMPLE = 4096
 
 
 class Entry(NamedTuple):
-    """A stored optimum and its certificate (see ``_solvers.SolverResult``)."""
+    """A stored optimum and its certificate (see ``solvers.SolverResult``)."""
 
     w_star: np.ndarray
     f_star: float

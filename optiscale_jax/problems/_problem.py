@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from optiscale_jax.datasets import Factorization, cached_singular_values, spectrum_key
-from optiscale_jax.problems import _cache, _solvers
+from optiscale_jax.problems import _cache, solvers
 from optiscale_jax.problems import _objectives as obj
 from optiscale_jax.problems._validation import check_kind, check_l2, check_X, check_y
 
@@ -166,7 +166,7 @@ class Problem:
 
         Cache folder: ``cache_dir``, else ``$OPTISCALE_CACHE_DIR``, else the user
         cache (``~/.cache/optiscale_jax``); subfolder ``optima/``, one file per
-        :meth:`cache_key`. Solvers and certificates: ``optiscale_jax.problems._solvers``.
+        :meth:`cache_key`. Solvers and certificates: ``optiscale_jax.problems.solvers``.
         """
         path = _cache.optimum_path(self.cache_key(), cache_dir)
         entry = _cache.load(path)
@@ -184,18 +184,18 @@ class Problem:
             return self.l2
         return self.strong_convexity()
 
-    def _solve(self) -> _solvers.SolverResult:
+    def _solve(self) -> solvers.SolverResult:
         if self.kind in ("least_squares", "ridge"):   # float32 X is read in float64 blocks
             if self.factorization is not None:
-                return _solvers.solve_from_factors(self.factorization, self.X, self.y,
+                return solvers.solve_from_factors(self.factorization, self.X, self.y,
                                                    self.l2, mu=self._quadratic_mu())
             if self.kind == "least_squares":
-                return _solvers.solve_least_squares(self.X, self.y, mu=self._quadratic_mu())
-            return _solvers.solve_ridge(self.X, self.y, self.l2, mu=self._quadratic_mu())
+                return solvers.solve_least_squares(self.X, self.y, mu=self._quadratic_mu())
+            return solvers.solve_ridge(self.X, self.y, self.l2, mu=self._quadratic_mu())
         X64 = np.asarray(self.X, dtype=np.float64)   # the float64 objective (a copy if float32)
         if self.kind == "logistic":
-            return _solvers.solve_logistic(X64, self.y, self.l2)
-        return _solvers.solve_softmax(X64, self.y, self.l2, int(self.n_classes),
+            return solvers.solve_logistic(X64, self.y, self.l2)
+        return solvers.solve_softmax(X64, self.y, self.l2, int(self.n_classes),
                                       X_products=np.asarray(self.X, np.float32))
 
 
