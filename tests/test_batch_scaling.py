@@ -29,6 +29,8 @@ def test_scaling_summary_against_hand_computation():
     assert summary.smallest_reached_batch == 1
     assert scaling_summary([1, 2, 4], [None, 100, 50]).smallest_reached_batch == 2
     assert summary.small_batch_slope == pytest.approx(np.log(33000 / 65000) / np.log(2))
+    with pytest.raises(ValueError, match="distinct"):
+        scaling_summary([1, 1], [10, 12])
     none = scaling_summary([1, 2], [None, None])
     assert none.critical_batch_size is None and none.reached == 0
 

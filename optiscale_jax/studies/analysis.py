@@ -46,6 +46,8 @@ def scaling_summary(batch_sizes: Sequence[int], steps: Sequence[int | None]) -> 
     """Summarises ``S(B)`` (``None`` = not reached) over increasing batch sizes."""
     if len(batch_sizes) != len(steps):
         raise ValueError(f"batch_sizes and steps differ in length: {len(batch_sizes)} vs {len(steps)}")
+    if len(set(batch_sizes)) != len(batch_sizes):
+        raise ValueError(f"batch sizes must be distinct, got {list(batch_sizes)}")
     pairs = sorted((int(b), int(s)) for b, s in zip(batch_sizes, steps) if s is not None and s > 0)
     if not pairs:
         return ScalingSummary(None, None, None, None, None, None, 0, len(batch_sizes))

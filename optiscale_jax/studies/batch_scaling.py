@@ -162,6 +162,15 @@ def _tunes_momentum(spec: OptimizerSpec) -> bool:
     return isinstance(default, (int, float)) and not isinstance(default, bool)
 
 
+def _spec_identity(spec: OptimizerSpec) -> dict[str, Any]:
+    """What a cell's result depends on: the factory, its version, the fixed hyperparameters (the swept
+    learning rate and its placeholder left out)."""
+    record = spec.to_json()
+    fixed = {k: v for k, v in record["hyperparams"].items() if k != "learning_rate"}
+    return {"name": record["name"], "spec": record["spec"], "version": record["version"],
+            "hyperparams": fixed}
+
+
 def _identity(*parts: Any) -> str:
     return hashlib.sha256(canonical_json(list(parts)).encode()).hexdigest()[:16]
 
@@ -392,6 +401,10 @@ class _Results:
         return next((c for c in self.data["cells"] if c["identity"] == identity), None)
 
     def add(self, record: dict[str, Any]) -> None:
+        """Stores a cell, replacing a stored one of the same (workload, optimizer, B) from other code."""
+        key = (record["workload"], record["optimizer"], record["batch_size"])
+        self.data["cells"] = [c for c in self.data["cells"]
+                              if (c["workload"], c["optimizer"], c["batch_size"]) != key]
         self.data["cells"].append(record)
         self.done.add(record["identity"])
         atomic_write_json(self.path, self.data)
@@ -472,7 +485,7 @@ def _run_simulated(name: str, workload: Workload, scale: float, specs: dict[str,
         center = workload_zoo.first_learning_rate(spec, scale)
         previous_b, points = None, settings.first_grid_points
         for batch_size in _batch_sizes(settings, name):
-            identity = _identity(name, spec.to_json(), batch_size, common)
+            identity = _identity(name, _spec_identity(spec), batch_size, common)
             record = results.cell(identity)
             label = f"{name} | {spec.name} | B={batch_size}"
             if record is None:
