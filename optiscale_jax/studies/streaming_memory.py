@@ -1,4 +1,4 @@
-"""Cost and memory of a streaming problem at large d: ``python -m optiscale_jax.studies.streaming_memory``.
+"""Cost and memory of a streaming problem at large d (command: ``optiscale_jax.cli.streaming_memory``).
 
 Runs ``steps`` SGD steps of a streaming problem (batch drawn inside the compiled program from
 ``fold_in(key, t)``) as one jitted ``fori_loop``, and, as the floor, the same loop doing only the
@@ -7,14 +7,11 @@ random-number generation of those batches. Prints one JSON line: seconds per ste
 process's peak resident memory (Linux ``VmHWM``) in GiB. Run it in a fresh process: the peak
 covers the whole process (imports and compilation included).
 
-    python -m optiscale_jax.studies.streaming_memory --dim=1000000 --batch_size=4 --steps=200
+    python -m optiscale_jax.cli.streaming_memory --dim=1000000 --batch_size=4 --steps=200
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import pathlib
 import statistics
 import time
 from typing import Any
@@ -22,20 +19,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from optiscale_jax import profiling
 from optiscale_jax.studies.streaming import make_streaming
 
 __all__ = ["measure", "peak_resident_gib"]
 
 
-def peak_resident_gib() -> float | None:
-    """The process's peak resident set (``VmHWM`` of /proc/self/status) in GiB; None off Linux."""
-    try:
-        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024 / 2 ** 30
-    except OSError:
-        return None
-    return None
+def peak_resident_gib() -> float:
+    """The process's peak resident set in GiB (``VmHWM``; ``ru_maxrss`` where /proc has none)."""
+    return profiling.host_peak().peak_bytes / 2 ** 30
 
 
 def _timed(compiled, *args, repeats: int) -> tuple[float, Any]:
@@ -77,18 +69,3 @@ def measure(dim: int, batch_size: int, steps: int, *, kind: str = "least_squares
             "step_over_floor": train_s / floor_s, "compile_s": compile_s,
             "initial_loss": float(problem.population_loss(w0)), "final_loss": float(loss),
             "f_star": problem.f_star(), "peak_resident_gib": peak_resident_gib()}
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dim", type=int, default=1_000_000)
-    parser.add_argument("--batch_size", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--kind", choices=("least_squares", "logistic"), default="least_squares")
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
-    print(json.dumps(measure(args.dim, args.batch_size, args.steps, kind=args.kind, repeats=args.repeats)))
-
-
-if __name__ == "__main__":
-    main()
