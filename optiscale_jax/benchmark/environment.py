@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 import psutil
+import threadpoolctl
 
 from optiscale_jax.backends import cpu_model
 from optiscale_jax.benchmark.store import utc_now
@@ -57,10 +58,6 @@ def git_commit(path: str | os.PathLike | None = None) -> dict[str, Any]:
 
 
 def _blas_threads() -> list[dict[str, Any]]:
-    try:
-        import threadpoolctl  # noqa: PLC0415 (optional: a dev dependency)
-    except ImportError:
-        return []
     return [{"api": info.get("internal_api"), "version": info.get("version"),
              "num_threads": info.get("num_threads")}
             for info in threadpoolctl.threadpool_info()]
