@@ -63,6 +63,7 @@ from flax import nnx
 
 from optiscale_jax import optimizers
 from optiscale_jax.datasets import load_mnist
+from optiscale_jax.notebook_setup import FigureSaver, announce_data_dir
 
 SMALL = os.environ.get("OPTISCALE_NOTEBOOK_SMALL", "0") == "1"
 N_SAMPLES = 1_000 if SMALL else 10_000   # MNIST rows (80 % train, 20 % test)
@@ -80,37 +81,12 @@ print(f"small-size mode: {SMALL}")
 print("jax", jax.__version__, "| devices:", jax.devices())
 
 # Data: $OPTISCALE_DATA_DIR made absolute once, so every loader below reads the same folder.
-DATA_DIR = os.environ.get("OPTISCALE_DATA_DIR", "")
-if DATA_DIR:
-    if not pathlib.Path(DATA_DIR).expanduser().is_absolute():
-        print(f"OPTISCALE_DATA_DIR={DATA_DIR!r} is relative: read against the working "
-              f"directory {pathlib.Path.cwd()}")
-    os.environ["OPTISCALE_DATA_DIR"] = str(pathlib.Path(DATA_DIR).expanduser().resolve())
-    if not pathlib.Path(os.environ["OPTISCALE_DATA_DIR"]).is_dir():
-        raise FileNotFoundError(
-            f"OPTISCALE_DATA_DIR={DATA_DIR!r} is {os.environ['OPTISCALE_DATA_DIR']}, which is not a "
-            "folder; set it to the folder holding mnist/ and california_housing/ (an absolute "
-            "path reads the same from every directory)")
-    print(f"data: {os.environ['OPTISCALE_DATA_DIR']}")
-else:
-    print("data: OPTISCALE_DATA_DIR is not set: the loaders look in the user cache")
-
-# Outputs: notebooks/outputs/flax_models (git-ignored); this folder is the script's when run by
-# `python`, else the kernel's working directory (Jupyter starts it in the notebook's folder).
+announce_data_dir()
+# Figures: saved to notebooks/outputs/flax_models/ (git-ignored; $OPTISCALE_NOTEBOOK_OUTPUT_DIR moves
+# them), then shown. The notebook's folder is the script's when run by `python`, else the
+# kernel's working directory (Jupyter starts it in the notebook's folder).
 HERE = pathlib.Path(__file__).resolve().parent if "__file__" in globals() else pathlib.Path.cwd()
-OUTPUT_DIR = pathlib.Path(os.environ.get("OPTISCALE_NOTEBOOK_OUTPUT_DIR") or HERE / "outputs")
-OUTPUT_DIR = OUTPUT_DIR.expanduser().resolve() / "flax_models"
-
-
-def show(fig, name):
-    """Saves the figure as OUTPUT_DIR/<name>.png, then shows it (closes it where nothing can)."""
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    fig.savefig(OUTPUT_DIR / f"{name}.png", dpi=100)
-    print(f"figure saved: {OUTPUT_DIR / name}.png")
-    if plt.get_backend().lower() == "agg":    # a script without a display
-        plt.close(fig)
-    else:
-        plt.show()
+show = FigureSaver("flax_models", here=HERE)
 
 # %% [markdown]
 # ## 1. Data and model
