@@ -32,7 +32,7 @@ from absl import flags
 from optiscale_jax.benchmark.store import atomic_write_json
 from optiscale_jax.cli import _common
 from optiscale_jax.datasets import load_california_housing, load_mnist
-from optiscale_jax.problems import make_problem
+from optiscale_jax.problems import ProblemLike, make_problem
 from optiscale_jax.training import JAXOptimizer, compile_run, run_reference, sweep
 from optiscale_jax.training import run as train
 
@@ -109,7 +109,7 @@ def _wall(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
-def peer_engine(problem: Any, epochs: int, kernel: str = "auto") -> Peer:
+def peer_engine(problem: ProblemLike, epochs: int, kernel: str = "auto") -> Peer:
     compiled = compile_run(problem, "adam", hyperparams={"learning_rate": LEARNING_RATE},
                            epochs=epochs, kernel=kernel)
 
@@ -120,7 +120,7 @@ def peer_engine(problem: Any, epochs: int, kernel: str = "auto") -> Peer:
     return Peer(f"optiscale engine ({compiled.kernel})", compiled.compile_time_s, train)
 
 
-def peer_numpy_backend(problem: Any, epochs: int) -> Peer:
+def peer_numpy_backend(problem: ProblemLike, epochs: int) -> Peer:
     def train() -> tuple[float, float]:
         result = run_reference(problem, "adam", {"learning_rate": LEARNING_RATE}, epochs=epochs)
         return result.run_time_s, result.final_loss
