@@ -3,7 +3,6 @@ bad configurations fail before any run; the problem kind is inferred from the la
 
 import math
 import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -11,8 +10,6 @@ import pytest
 from optiscale_jax import training
 from optiscale_jax.benchmark import LargeScaleBenchmark, RunStatus, load_results, write_report
 from optiscale_jax.benchmark.runner import infer_problem_kind, learning_rate_grid
-from optiscale_jax.optimizers import OptimizerSpec, resolve_optimizer
-from optiscale_jax.training import engine
 
 
 @pytest.fixture(scope="module")
@@ -153,41 +150,25 @@ def test_labels_follow_the_project_label_rule(tmp_path):
                                 np.arange(20) % 3 * 1.0, {}, {"SGD": {}}, max_epochs=5)
 
 
-def _engine_accepting_specs(monkeypatch):
-    """The engine change this benchmark asks for: `resolve_optimizer` takes an OptimizerSpec
-    (its build(learning_rate=rate) inside the vmap). Patched where training.sweep reads it."""
-    original = engine.resolve_optimizer
-
-    def resolve(optimizer, hyperparams):
-        if isinstance(optimizer, OptimizerSpec):
-            given = dict(hyperparams or {})
-            return (optimizer.name, {**optimizer.full_hyperparams(), **given},
-                    lambda **over: optimizer.build(**{**given, **over}))
-        return original(optimizer, hyperparams)
-
-    monkeypatch.setattr(engine, "resolve_optimizer", resolve)
-    monkeypatch.setattr(sys.modules["optiscale_jax.training.sweep"], "resolve_optimizer", resolve)
-
-
 @pytest.mark.slow
-def test_tuning_a_spec_is_refused_up_front_unless_the_engine_sweeps_specs(
-        tmp_path, regression_data, monkeypatch):
+def test_tuning_a_user_spec_is_one_sweep_of_its_learning_rate(tmp_path, regression_data):
     config = {"hb": {"optimizer": f"{USER_FILE}:heavy_ball", "learning_rate": 0.05}}
-    bench = LargeScaleBenchmark(tmp_path / "a", tune=True, progress=False)
-    try:
-        engine.resolve_optimizer(resolve_optimizer(f"{USER_FILE}:heavy_ball"), None)
-        engine_sweeps_specs = True
-    except ValueError:
-        engine_sweeps_specs = False
-    if not engine_sweeps_specs:
-        with pytest.raises(ValueError, match="--tune cannot sweep"):
-            bench.benchmark_dataset("toy", *regression_data, {}, config, max_epochs=5)
-        assert bench.store.records == []
-    _engine_accepting_specs(monkeypatch)
-    bench = LargeScaleBenchmark(tmp_path / "b", tune=True, progress=False)
+    bench = LargeScaleBenchmark(tmp_path, tune=True, progress=False)
     record = bench.benchmark_dataset("toy", *regression_data, {}, config, max_epochs=20)["hb"]
     assert record.status is not RunStatus.FAILED, record.error
     grid = record.tuning["learning_rates"]
     assert np.allclose(grid, 0.05 * 2.0 ** np.arange(-4, 4))
-    assert record.tuning["best_learning_rate"] == record.hyperparameters_run["learning_rate"]
     assert len(record.tuning["final_losses"]) == 8   # one vmapped sweep over the 8 rates
+    # Independent check of every lane: the heavy-ball recursion in NumPy, float64.
+    X, y, _, _ = regression_data
+    expected = []
+    for rate in grid:
+        w, m = np.zeros(X.shape[1]), np.zeros(X.shape[1])
+        for _ in range(20):
+            m = X.T @ (X @ w - y) / len(y) + 0.9 * m
+            w = w - rate * m
+        expected.append(0.5 * np.mean((X @ w - y) ** 2))
+    np.testing.assert_allclose(record.tuning["final_losses"], expected, rtol=1e-4)
+    best = float(grid[int(np.argmin(expected))])
+    assert record.tuning["best_learning_rate"] == best == record.hyperparameters_run["learning_rate"]
+

@@ -36,7 +36,7 @@ import numpy as np
 import optax
 
 from optiscale_jax.datasets import as_aligned
-from optiscale_jax.optimizers import default_hyperparams, get_optimizer
+from optiscale_jax.optimizers import OptimizerSpec, default_hyperparams, eval_params, get_optimizer
 from optiscale_jax.training import events
 from optiscale_jax.training.batching import BatchPlan, batch_plan, permutation_in_program, seed_key
 from optiscale_jax.training.result import RunResult, logged_epochs, make_result
@@ -77,6 +77,8 @@ class ProgramOutput(NamedTuple):
     train_loss: jax.Array          # (epochs,)
     grad_norm: jax.Array           # (epochs,)
     diverged_epoch: jax.Array      # int32, 0 when the run did not diverge
+    eval_loss: jax.Array | None    # f(params) when params are not the last iterate (schedule-free x)
+    eval_grad_norm: jax.Array | None  # ||grad f(params)|| likewise; both None otherwise
 
 
 class _Carry(NamedTuple):
@@ -212,6 +214,18 @@ def build_program(objective: Objective, make_transform: MakeTransform, *, epochs
                 return kept, (kept.loss, kept.grad_norm)
             return body
 
+        def evaluation_point(params: Params, opt_state: Any) -> tuple[Params, Any, Any]:
+            """(parameters to report, f and ||grad f|| there or None when they are `params`).
+
+            Schedule-free transforms (their state holds an `optax.contrib.ScheduleFreeState`)
+            train at y and evaluate at x (`optimizers.eval_params`); any other reports `params`.
+            """
+            at = eval_params(None, opt_state, params)
+            if at is params:  # decided at trace time from the state's structure
+                return params, None, None
+            loss, grad = objective.full_value_and_grad(at, data)
+            return at, loss, global_norm(grad)
+
         init = _Carry(params0, transform.init(params0), loss0, grad0, global_norm(grad0),
                       jnp.zeros((), jnp.int32))
         if plan.full_batch:
@@ -233,8 +247,9 @@ def build_program(objective: Objective, make_transform: MakeTransform, *, epochs
                 pieces.append((loss[None], norm[None]))
             losses = jnp.concatenate([p[0] for p in pieces])
             grad_norms = jnp.concatenate([p[1] for p in pieces])
-        return ProgramOutput(final.params, loss0, init.grad_norm, losses, grad_norms,
-                             final.diverged_epoch)
+        params, eval_loss, eval_grad_norm = evaluation_point(final.params, final.opt_state)
+        return ProgramOutput(params, loss0, init.grad_norm, losses, grad_norms,
+                             final.diverged_epoch, eval_loss, eval_grad_norm)
 
     return program
 
@@ -321,22 +336,58 @@ def cast_tree(tree: Params, dtype: str) -> Params:
 
 def resolve_optimizer(optimizer: Any, hyperparams: dict[str, Any] | None
                       ) -> tuple[str, dict[str, Any], Callable[..., optax.GradientTransformation]]:
-    """(name, full hyperparameters, factory(**overrides)) for a name or a transform."""
+    """(name, full hyperparameters, factory(**overrides)) for a name, an OptimizerSpec or a transform.
+
+    A name: one of `optiscale_jax.optimizers.OPTIMIZER_NAMES`, `hyperparams` over its
+    defaults. An `OptimizerSpec` (`optimizers.resolve_optimizer("optax:lion", ...)`):
+    `hyperparams` over `spec.full_hyperparams()`, built by `spec.build(**hyperparams,
+    **overrides)` (a traced `learning_rate` override when `spec.accepts_learning_rate`).
+    A GradientTransformation: as it is (no hyperparams, overrides ignored).
+    """
     if isinstance(optimizer, str):
         given = dict(hyperparams or {})
         get_optimizer(optimizer, **given)  # validates name and values now, with clear errors
         name = optimizer.lower()
         full = {**default_hyperparams(name), **given}
         return name, full, lambda **over: get_optimizer(name, **{**given, **over})
+    if isinstance(optimizer, OptimizerSpec):
+        given = dict(hyperparams or {})
+        try:  # checks the keywords and values now, before any tracing
+            transform = optimizer.build(**given)
+        except Exception as error:
+            raise ValueError(f"optimizer {optimizer.name!r} ({optimizer.spec}) with hyperparams={given!r} "
+                             f"raised {type(error).__name__}: {error}; pass hyperparameters its factory "
+                             f"takes: {', '.join(sorted(optimizer.full_hyperparams())) or '(none)'}"
+                             ) from error
+        if not isinstance(transform, optax.GradientTransformation):
+            raise ValueError(f"optimizer {optimizer.name!r} ({optimizer.spec}) with hyperparams={given!r} "
+                             f"returned a {type(transform).__name__}, not an optax.GradientTransformation")
+        return (optimizer.name, {**optimizer.full_hyperparams(), **given},
+                lambda **over: optimizer.build(**{**given, **over}))
     if isinstance(optimizer, optax.GradientTransformation):
         if hyperparams:
             raise ValueError(
-                "hyperparams= is only for an optimizer given by name; a GradientTransformation "
-                f"already carries its hyperparameters (got {sorted(hyperparams)})")
+                "hyperparams= is only for an optimizer given by name or OptimizerSpec; a "
+                f"GradientTransformation already carries its hyperparameters (got {sorted(hyperparams)})")
         return getattr(optimizer, "__name__", "custom"), {}, lambda **over: optimizer
     raise ValueError(
         f"optimizer={optimizer!r} is invalid; pass an optimizer name such as 'adam' "
-        "(with hyperparams={...}) or an optax.GradientTransformation")
+        "(with hyperparams={...}), an optiscale_jax.optimizers.OptimizerSpec "
+        "(optimizers.resolve_optimizer('optax:lion', {'learning_rate': 1e-4})) or an "
+        "optax.GradientTransformation")
+
+
+def learning_rate_factory(optimizer: Any, factory: Callable[..., optax.GradientTransformation]
+                          ) -> Callable[[Any], optax.GradientTransformation]:
+    """`rate -> factory(learning_rate=rate)` for a learning-rate sweep of `optimizer`.
+
+    ValueError for an OptimizerSpec whose factory takes no `learning_rate` (nothing to sweep).
+    """
+    if isinstance(optimizer, OptimizerSpec) and not optimizer.accepts_learning_rate:
+        raise ValueError(f"optimizer {optimizer.name!r} ({optimizer.import_path}) takes no learning_rate, "
+                         "so a learning-rate sweep cannot vary it; sweep an optimizer whose factory "
+                         "has a learning_rate parameter, or use training.run for this one")
+    return lambda rate: factory(learning_rate=rate)
 
 
 def default_device() -> Any:
@@ -373,6 +424,7 @@ def to_result(output: ProgramOutput, timed: Timed, *, f_star: float | None, tol:
     `output`'s arrays (`device_description(output)`).
     """
     diverged_epoch = int(output.diverged_epoch)
+    evaluated = output.eval_loss is not None
     return make_result(
         params=output.params, initial_loss=float(output.initial_loss),
         initial_grad_norm=float(output.initial_grad_norm),
@@ -382,7 +434,9 @@ def to_result(output: ProgramOutput, timed: Timed, *, f_star: float | None, tol:
         device=device if device is not None else device_description(output),
         dtype=dtype, optimizer=optimizer,
         hyperparams=hyperparams, batch_size=batch_size, seed=seed, epochs=epochs,
-        eval_every=eval_every)
+        eval_every=eval_every,
+        eval_loss=float(output.eval_loss) if evaluated else None,
+        eval_grad_norm=float(output.eval_grad_norm) if evaluated else None)
 
 
 def run_objective(value_and_grad: ValueAndGrad, params0: Params, optimizer: Any,
@@ -400,7 +454,8 @@ def run_objective(value_and_grad: ValueAndGrad, params0: Params, optimizer: Any,
         all rows for full batch, on gathered rows for mini-batches. May be a
         shard_mapped function (ParallelTrainer).
       params0: initial parameter pytree.
-      optimizer: optimizer name (with `hyperparams`) or an optax GradientTransformation.
+      optimizer: optimizer name or OptimizerSpec (with `hyperparams`) or an optax
+        GradientTransformation (see `resolve_optimizer`).
       X, y: data with samples along axis 0 (kept as given when already of `dtype`, so
         a sharded array keeps its sharding).
       dtype: "float32", "float64", or None to keep the arrays' dtypes.

@@ -95,9 +95,13 @@ class RunResult:
 
     Attributes:
       params: final parameters (np.ndarray, or a pytree of them for `run_objective`; the
-        last accepted ones if the run diverged).
+        last accepted ones if the run diverged). For a schedule-free transform (its state
+        holds an `optax.contrib.ScheduleFreeState`, e.g. `optax.contrib.schedule_free_adamw`)
+        these are its evaluation point x = `optimizers.eval_params(spec, state, y)`
+        (`optax.contrib.schedule_free_eval_params`), not the iterate y it trains at.
       train_loss: full objective f(w_t) at the end of each recorded epoch t (every epoch
-        1..epochs by default; `logged_epochs` when eval_every > 1).
+        1..epochs by default; `logged_epochs` when eval_every > 1); w_t is the iterate the
+        optimizer steps from (schedule-free: y_t), also for the divergence check.
       suboptimality: train_loss - f* per epoch (None when f* is unknown).
       grad_norm: ||grad f(w_t)||_2 of the full objective at the end of each epoch.
       epochs_to: {"1e-2": t | None, "1e-4": ..., "1e-6": ...}, relative suboptimality levels.
@@ -114,6 +118,9 @@ class RunResult:
         transfers (also sent to `training.events` as ("setup", seconds)).
       kernel: the loss-and-gradient kernel the engine used (see `objectives.py`).
       eval_every: the full objective was recorded every `eval_every` epochs (and at the end).
+      eval_loss, eval_grad_norm: f(params) and ||grad f(params)||_2 when `params` is not the
+        last training iterate (schedule-free: at x); None otherwise. `final_loss`,
+        `final_grad_norm` and `status` use them when set.
     """
 
     params: np.ndarray
@@ -140,6 +147,8 @@ class RunResult:
     setup_time_s: float = 0.0
     kernel: str = ""
     eval_every: int = 1
+    eval_loss: float | None = None
+    eval_grad_norm: float | None = None
 
     @property
     def logged_epochs(self) -> np.ndarray:
@@ -148,8 +157,17 @@ class RunResult:
 
     @property
     def final_loss(self) -> float:
-        """Loss at the end of the last epoch."""
+        """f(params): `eval_loss` when set (schedule-free), else the loss at the end of the last epoch."""
+        if self.eval_loss is not None:
+            return self.eval_loss
         return float(self.train_loss[-1]) if len(self.train_loss) else self.initial_loss
+
+    @property
+    def final_grad_norm(self) -> float:
+        """||grad f(params)||_2: `eval_grad_norm` when set, else the last recorded one."""
+        if self.eval_grad_norm is not None:
+            return self.eval_grad_norm
+        return float(self.grad_norm[-1]) if len(self.grad_norm) else self.initial_grad_norm
 
     @property
     def relative_suboptimality(self) -> np.ndarray | None:
@@ -177,17 +195,21 @@ def make_result(*, params: np.ndarray, initial_loss: float, initial_grad_norm: f
                 compile_time_s: float, run_time_s: float, backend: str, device: str,
                 dtype: str, optimizer: str, hyperparams: dict[str, Any],
                 batch_size: int | None, seed: int, epochs: int | None = None,
-                eval_every: int = 1) -> RunResult:
+                eval_every: int = 1, eval_loss: float | None = None,
+                eval_grad_norm: float | None = None) -> RunResult:
     """Assembles a RunResult from host arrays, deriving suboptimality, epochs_to, status.
 
     `epochs`: the epochs run (default: one per entry of `train_loss`); `eval_every`: the
-    curve holds `logged_epochs(epochs, eval_every)`.
+    curve holds `logged_epochs(epochs, eval_every)`. `eval_loss`, `eval_grad_norm`: f and
+    ||grad f|| at `params` when they are not the last iterate (the status uses them).
     """
     train_loss = np.asarray(train_loss)
     grad_norm = np.asarray(grad_norm)
     epochs = int(train_loss.shape[0]) if epochs is None else int(epochs)
     final_loss = float(train_loss[-1]) if epochs else float(initial_loss)
     final_grad = float(grad_norm[-1]) if epochs else float(initial_grad_norm)
+    if eval_loss is not None:
+        final_loss, final_grad = float(eval_loss), float(eval_grad_norm)
     return RunResult(
         params=_host_params(params),
         train_loss=train_loss,
@@ -204,4 +226,6 @@ def make_result(*, params: np.ndarray, initial_loss: float, initial_grad_norm: f
         initial_loss=float(initial_loss), initial_grad_norm=float(initial_grad_norm),
         diverged_epoch=diverged_epoch, f_star=None if f_star is None else float(f_star),
         optimizer=optimizer, hyperparams=dict(hyperparams), batch_size=batch_size,
-        seed=int(seed), eval_every=int(eval_every))
+        seed=int(seed), eval_every=int(eval_every),
+        eval_loss=None if eval_loss is None else float(eval_loss),
+        eval_grad_norm=None if eval_grad_norm is None else float(eval_grad_norm))

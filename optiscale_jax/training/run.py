@@ -106,7 +106,9 @@ def run(problem: ProblemLike, optimizer: Any, *, epochs: int, batch_size: int | 
     Args:
       problem: an `optiscale_jax.problems.Problem`.
       optimizer: a name from `optiscale_jax.optimizers.OPTIMIZER_NAMES` (with
-        `hyperparams`, unspecified ones at their defaults) or an optax GradientTransformation.
+        `hyperparams`, unspecified ones at their defaults), an
+        `optiscale_jax.optimizers.OptimizerSpec` (`hyperparams` override its own) or an
+        optax GradientTransformation.
       epochs: passes over the data (full batch: one step per epoch).
       batch_size: None = full batch; else mini-batches of this many samples in a seeded
         per-epoch permutation, the last batch holding the n % batch_size remainder.

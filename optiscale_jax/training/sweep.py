@@ -20,7 +20,6 @@ from optiscale_jax.problems import ProblemLike
 from optiscale_jax.training import events
 from optiscale_jax.training.batching import batch_plan
 from optiscale_jax.training.engine import (
-    ProgramOutput,
     Timed,
     build_program,
     canonical_dtype,
@@ -29,6 +28,7 @@ from optiscale_jax.training.engine import (
     check_eval_every,
     device_description,
     execute,
+    learning_rate_factory,
     precision,
     resolve_optimizer,
     to_result,
@@ -134,7 +134,9 @@ def sweep(problem: ProblemLike, optimizer_name: str, *, learning_rates: Any, see
     """Runs every (learning rate, seed) pair as one vmapped program.
 
     Args:
-      problem: a Problem. optimizer_name: an optimizer name.
+      problem: a Problem. optimizer_name: an optimizer name, or an
+        `optiscale_jax.optimizers.OptimizerSpec` whose factory takes `learning_rate`
+        (`spec.build(learning_rate=rate)` with the rate traced: still one program).
       learning_rates: the rates to try; seeds: the mini-batch seeds to try (grid product).
       hyperparams: the other hyperparameters, fixed across the grid (no learning_rate).
       Others: as `run`.
@@ -150,12 +152,13 @@ def sweep(problem: ProblemLike, optimizer_name: str, *, learning_rates: Any, see
     dtype_name = canonical_dtype(dtype)
     plan = batch_plan(problem.n_samples, batch_size)
     name, full_hyper, factory = resolve_optimizer(optimizer_name, hyperparams)
+    make_transform = learning_rate_factory(optimizer_name, factory)
     with precision(dtype_name):
         check_memory(data_layout(problem, dtype_name, kernel, full_batch=plan.full_batch))
         prepared = prepare(problem, dtype_name, kernel, full_batch=plan.full_batch)
         params = cast_tree(initial_params(problem, params0, dtype_name), dtype_name)
         program = build_program(prepared.objective,
-                                lambda rate: factory(learning_rate=rate), epochs=epochs,
+                                make_transform, epochs=epochs,
                                 plan=plan, divergence_factor=divergence_factor,
                                 eval_every=eval_every)
         vmapped = jax.vmap(program, in_axes=(None, None, 0, 0))
@@ -168,7 +171,7 @@ def sweep(problem: ProblemLike, optimizer_name: str, *, learning_rates: Any, see
         outputs = jax.tree.map(np.asarray, timed.output)
     runs = []
     for i, (rate, seed) in enumerate(zip(rates, seed_grid)):
-        lane = ProgramOutput(*[leaf[i] for leaf in outputs])
+        lane = jax.tree.map(lambda leaf, i=i: leaf[i], outputs)
         result = to_result(lane, Timed(None, timed.compile_time_s, timed.run_time_s),
                            f_star=f_star, tol=tol, grad_tol=grad_tol, dtype=dtype_name,
                            optimizer=name, hyperparams={**full_hyper, "learning_rate": float(rate)},
