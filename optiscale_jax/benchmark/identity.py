@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from optiscale_jax.training import to_json_value  # the one JSON encoder (re-exported)
 
 __all__ = [
     "RunSpec",
@@ -30,41 +30,6 @@ __all__ = [
     "run_identity",
     "to_json_value",
 ]
-
-
-def to_json_value(value: Any) -> Any:
-    """Turns ``value`` into plain JSON types with one spelling per value.
-
-    Floats keep their shortest round-trip ``repr`` (so ``1e-3`` and ``0.001``
-    are the same); non-finite floats become the strings ``"NaN"``,
-    ``"Infinity"``, ``"-Infinity"`` (strict JSON); NumPy scalars and arrays
-    become Python numbers and lists; paths become strings. Used both for run
-    identities and for the results file, so both spell a value the same way.
-    """
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return value
-    if isinstance(value, str) or value is None:
-        return value
-    if isinstance(value, pathlib.PurePath):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): to_json_value(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return [to_json_value(v) for v in value.tolist()]
-    if isinstance(value, Sequence):
-        return [to_json_value(v) for v in value]
-    raise TypeError(
-        f"cannot write a value of type {type(value).__name__} ({value!r}) as JSON; "
-        "use numbers, strings, booleans, lists or dicts")
 
 
 def canonical_json(value: Any) -> str:

@@ -35,6 +35,8 @@ def check_l2(kind: str, l2: Any) -> float:
     return value
 
 
+_MATRIX_FIX = ("pass real features, e.g. {name}.real when its imaginary part is zero, or "
+               "np.hstack([{name}.real, {name}.imag]) to keep both parts")
 _CHECK_BLOCK_VALUES = 1 << 22   # values per block of the finiteness scan (16-32 MiB of data)
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -54,6 +56,16 @@ def _check_finite_2d(arr: np.ndarray, name: str) -> None:
                          "entries first")
 
 
+def _refuse_complex(values: Any, name: str, fix: str) -> None:
+    """ValueError for complex `values` (a cast to float would drop the imaginary part)."""
+    dtype = getattr(values, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(values).dtype
+    if np.dtype(dtype).kind == "c":
+        raise ValueError(f"{name} is complex (dtype {np.dtype(dtype)}); complex data is not supported "
+                         f"(a cast would drop the imaginary part): {fix}")
+
+
 def _check_shape_2d(arr: np.ndarray, name: str) -> None:
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}; "
@@ -64,7 +76,8 @@ def _check_shape_2d(arr: np.ndarray, name: str) -> None:
 
 
 def finite_matrix(X: Any, name: str = "X", copy: bool = False) -> np.ndarray:
-    """X as a finite float64 (n, d) array with n, d >= 1 (a copy when `copy`)."""
+    """X as a finite float64 (n, d) array with n, d >= 1 (a copy when `copy`); complex X is refused."""
+    _refuse_complex(X, name, _MATRIX_FIX.format(name=name))
     try:
         arr = np.array(X, dtype=np.float64, order="C", copy=copy or None)
     except (TypeError, ValueError) as err:
@@ -83,6 +96,7 @@ def data_matrix(X: Any, name: str = "X") -> np.ndarray:
     (other dtypes, other layouts) is converted once to an aligned C-contiguous float64 array
     (see ``optiscale_jax.datasets.as_aligned``).
     """
+    _refuse_complex(X, name, _MATRIX_FIX.format(name=name))
     arr = X if isinstance(X, np.ndarray) else None
     if arr is None or arr.dtype not in FLOAT_DTYPES or not arr.flags.c_contiguous:
         try:
@@ -102,8 +116,10 @@ def data_matrix(X: Any, name: str = "X") -> np.ndarray:
 
 
 def finite_vector(y: Any, n_samples: int, name: str = "y") -> np.ndarray:
-    """y as a finite float64 1-D array with one entry per row of X ((n, 1) is flattened)."""
+    """y as a finite float64 1-D array with one entry per row of X ((n, 1) is flattened);
+    complex y is refused."""
     arr = np.asarray(y)
+    _refuse_complex(arr, name, f"pass real targets, e.g. {name}.real when its imaginary part is zero")
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:

@@ -8,12 +8,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
+from optiscale_jax.backends import BACKEND_NAMES
 from optiscale_jax.problems import finite_matrix
 from optiscale_jax.problems.labels import CLASSIFICATION_LOSSES
 
 # The estimators' `loss` values ("ridge" is least squares with l2 > 0, chosen from `l2`).
 LOSSES: tuple[str, ...] = ("auto", "least_squares", *CLASSIFICATION_LOSSES)
-BACKENDS: tuple[str, ...] = ("jax", "numpy", "cupy")
+BACKENDS: tuple[str, ...] = BACKEND_NAMES    # the one list, from optiscale_jax.backends
 MAX_EPOCHS = 2**31 - 1          # the engine counts epochs in int32
 MAX_SEED = 2**32 - 1            # seeds become uint32 PRNG keys
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pathlib
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -70,23 +72,51 @@ def run_status(diverged: bool, final_loss: float, final_grad_norm: float,
     return "max_epochs"
 
 
-def jsonable(value: Any) -> Any:
-    """`value` with arrays as lists, NumPy scalars as Python numbers, non-finite floats and
-    other objects (schedules) as strings: safe for `json.dumps`."""
-    if isinstance(value, np.ndarray):
-        return [jsonable(v) for v in value.tolist()] if value.ndim else jsonable(value.item())
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, (np.integer,)):
+def to_json_value(value: Any, *, other: Callable[[Any], Any] | None = None) -> Any:
+    """`value` as plain JSON types, with one spelling per value (the project's one encoder).
+
+    Floats keep their shortest round-trip `repr` (so 1e-3 and 0.001 are the same);
+    non-finite floats become the strings "NaN", "Infinity", "-Infinity" (strict JSON,
+    `json.dumps(..., allow_nan=False)` accepts the result); bools stay bools; NumPy
+    scalars and arrays become Python numbers and (nested) lists; paths become strings;
+    mappings become dicts with string keys; other sequences become lists. Any other
+    object is passed to `other` (e.g. `repr` for a learning-rate schedule); without
+    `other` it raises TypeError naming the value.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
         return int(value)
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (str, int, bool, type(None))):
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
         return value
-    return repr(value)    # e.g. a learning-rate schedule
+    if isinstance(value, str) or value is None:
+        return value
+    if isinstance(value, pathlib.PurePath):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): to_json_value(v, other=other) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        if value.ndim == 0:
+            return to_json_value(value.item(), other=other)
+        return [to_json_value(v, other=other) for v in value.tolist()]
+    if isinstance(value, Sequence):
+        return [to_json_value(v, other=other) for v in value]
+    if other is not None:
+        return other(value)
+    raise TypeError(
+        f"cannot write a value of type {type(value).__name__} ({value!r}) as JSON; "
+        "use numbers, strings, booleans, lists or dicts")
+
+
+def jsonable(value: Any) -> Any:
+    """`to_json_value(value)` with any other object (a schedule) as its `repr`: safe for
+    `json.dumps` (non-finite floats spelled "NaN", "Infinity", "-Infinity")."""
+    return to_json_value(value, other=repr)
 
 
 @dataclasses.dataclass(frozen=True)
