@@ -3,6 +3,7 @@ schedule-free transform at its evaluation point x, both against plain optax loop
 
 from __future__ import annotations
 
+import importlib
 import textwrap
 
 import jax
@@ -11,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 
+from optiscale_jax import training
 from optiscale_jax.optimizers import resolve_optimizer
 from optiscale_jax.problems import make_problem
 from optiscale_jax.training import compile_run, run, sweep
@@ -126,3 +128,11 @@ def test_other_transforms_report_their_last_iterate(ridge):
     result = run(ridge, "adam", epochs=3)
     assert result.eval_loss is None and result.final_loss == float(result.train_loss[-1])
     assert result.final_grad_norm == float(result.grad_norm[-1])
+
+
+def test_training_exports_steps_to_target():
+    # the module by its path (the package attribute of that name is now the function)
+    module = importlib.import_module("optiscale_jax.training.steps_to_target")
+    assert training.steps_to_target is module.steps_to_target
+    assert training.StepsToTargetResult is module.StepsToTargetResult
+    assert {"steps_to_target", "StepsToTargetResult"} <= set(training.__all__)

@@ -23,6 +23,7 @@ from optiscale_jax.training.estimators import (
 from optiscale_jax.training.reference import run_reference
 from optiscale_jax.training.result import LEVELS, RunResult, relative_suboptimality, to_json_value
 from optiscale_jax.training.run import CompiledRun, compile_run, run
+from optiscale_jax.training.steps_to_target import StepsToTargetResult, steps_to_target
 from optiscale_jax.training.sweep import SweepResult, sweep
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "LEVELS", "Objective", "RunResult", "TrainData", "batch_plan", "build_program",
     "epoch_permutation", "events", "execute", "relative_suboptimality", "run", "run_objective",
     "run_reference", "SweepResult", "sweep", "CompiledRun", "compile_run", "to_json_value",
+    "StepsToTargetResult", "steps_to_target",
 ]
