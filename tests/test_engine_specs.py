@@ -109,6 +109,8 @@ def test_sweep_refuses_a_spec_without_a_learning_rate_before_any_work(ridge, use
     assert not spec.accepts_learning_rate
     with pytest.raises(ValueError, match=r"'fixed_rate'.*takes no learning_rate"):
         sweep(ridge, spec, learning_rates=[0.1], epochs=EPOCHS)
+    with pytest.raises(ValueError, match="cannot vary the rate inside a built"):
+        sweep(ridge, optax.sgd(0.1), learning_rates=[0.1, 0.2], epochs=EPOCHS)
 
 
 @pytest.mark.parametrize("as_spec", [True, False])

@@ -381,8 +381,13 @@ def learning_rate_factory(optimizer: Any, factory: Callable[..., optax.GradientT
                           ) -> Callable[[Any], optax.GradientTransformation]:
     """`rate -> factory(learning_rate=rate)` for a learning-rate sweep of `optimizer`.
 
-    ValueError for an OptimizerSpec whose factory takes no `learning_rate` (nothing to sweep).
+    ValueError for a GradientTransformation (its rate is fixed inside it) and for an
+    OptimizerSpec whose factory takes no `learning_rate`: nothing to sweep.
     """
+    if isinstance(optimizer, optax.GradientTransformation):
+        raise ValueError("a learning-rate sweep cannot vary the rate inside a built "
+                         "optax.GradientTransformation; pass the optimizer by name ('adam') or as "
+                         "an OptimizerSpec (optimizers.resolve_optimizer('optax:lion', {...}))")
     if isinstance(optimizer, OptimizerSpec) and not optimizer.accepts_learning_rate:
         raise ValueError(f"optimizer {optimizer.name!r} ({optimizer.import_path}) takes no learning_rate, "
                          "so a learning-rate sweep cannot vary it; sweep an optimizer whose factory "
