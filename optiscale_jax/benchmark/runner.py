@@ -235,7 +235,7 @@ class LargeScaleBenchmark:
 
     # ------------------------------------------------------------------ planning
     def dataset_context(self, name: str, X_train: Any, y_train: Any, X_test: Any, y_test: Any,
-                        metadata: Mapping[str, Any] | None, *, problem: Any = None,
+                        metadata: Mapping[str, Any] | None, *, problem: Problem | str | None = None,
                         l2: float | None = None, category: str | None = None) -> DatasetContext:
         """The data set's problem (given, or of the given / inferred kind), fingerprint
         and report metadata."""
@@ -295,7 +295,7 @@ class LargeScaleBenchmark:
     def benchmark_dataset(self, name: str, X_train: Any, y_train: Any, X_test: Any, y_test: Any,
                           metadata: Mapping[str, Any] | None,
                           configs: Mapping[str, Mapping[str, Any]], max_epochs: int = 500, *,
-                          problem: Any = None, l2: float | None = None,
+                          problem: Problem | str | None = None, l2: float | None = None,
                           batch_size: int | None = None, category: str | None = None,
                           ) -> dict[str, RunRecord]:
         """Runs every configuration on one data set; returns ``{label: RunRecord}``.
