@@ -22,7 +22,8 @@ def test_sizes_are_parsed_and_bad_ones_named():
             parse_sizes(bad)
 
 
-@pytest.mark.parametrize("arg", ["-h", pytest.param("--help", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("arg", ["-h", "--help"])
 def test_help_exits_0(arg):
     proc = subprocess.run([sys.executable, "-m", "experiments.data_scale", arg],
                           capture_output=True, text=True, timeout=120, check=False)

@@ -116,6 +116,7 @@ def mnist_full(data_dir):
                           dtype=np.float64)
 
 
+@pytest.mark.slow
 def test_mnist_full_test_split_and_its_singular_spectrum(mnist_full, data_dir):
     X, y, X_test, y_test, meta = mnist_full
     images, digits = _raw_mnist(data_dir)

@@ -132,6 +132,7 @@ def test_two_processes_train_to_the_single_process_result(mnist_file, tmp_path, 
     np.testing.assert_allclose(coefs[0], reference, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_process_left_waiting_is_stopped_at_the_deadline(mnist_file, tmp_path):
     """Process 1 alone waits for a coordinator that never comes; the deadline ends it."""
     processes, logs = [], []

@@ -95,6 +95,7 @@ def test_quadratic_kernel_equals_reference_loop(ridge_problem, kernel):
     _close(engine, reference)
 
 
+@pytest.mark.slow
 def test_kernels_compute_the_problem_objective(logistic_problem, ridge_problem):
     rng = np.random.default_rng(5)
     softmax = make_problem("softmax", logistic_problem.X, rng.integers(0, 3, size=103), l2=1e-3)
@@ -199,6 +200,7 @@ def test_shuffle_does_not_sort_and_mixes():
     assert abs(np.corrcoef(ranks[0], ranks[1])[0, 1]) < 0.05
 
 
+@pytest.mark.slow
 def test_eval_every_records_the_logged_epochs_of_the_same_trajectory(logistic_problem):
     common = dict(hyperparams={"learning_rate": 0.05}, epochs=7, batch_size=16, seed=4,
                   dtype="float64")
@@ -316,6 +318,7 @@ def test_epochs_to_levels_without_optimum_and_never_reached():
         "1e-2": 3, "1e-4": 3, "1e-6": None}
 
 
+@pytest.mark.slow
 def test_run_objective_trains_a_pytree_like_a_hand_written_optax_loop():
     rng = np.random.default_rng(4)
     X = rng.normal(size=(50, 3))

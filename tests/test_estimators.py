@@ -85,6 +85,7 @@ def test_step_is_one_optimizer_step_and_matches_fit(regression_data):
     assert fitted.problem_.full_loss(fitted.params_) < before
 
 
+@pytest.mark.slow
 def test_use_jit_false_runs_op_by_op_with_the_same_result(binary_data):
     X, y = binary_data
     seen = []

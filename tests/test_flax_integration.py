@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import linen, nnx
 from flax.training import train_state
 
@@ -45,6 +46,7 @@ def train_nnx(tx) -> list[float]:
     return losses + [np.asarray(model.out.kernel[...])]
 
 
+@pytest.mark.slow
 def test_nnx_mlp_trains_with_our_adam_step_for_step_like_optax():
     ours = train_nnx(optimizers.adam(1e-2))
     theirs = train_nnx(optax.adam(1e-2))
@@ -79,6 +81,7 @@ def train_linen(tx) -> list:
     return losses, state.params
 
 
+@pytest.mark.slow
 def test_linen_train_state_trains_with_our_adam_step_for_step_like_optax():
     ours, ours_params = train_linen(optimizers.adam(1e-2))
     theirs, their_params = train_linen(optax.adam(1e-2))

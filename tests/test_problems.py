@@ -275,6 +275,7 @@ def mnist_logistic(data_dir) -> Problem:
     return make_problem("logistic", X / 255.0, (digits >= 5).astype(np.float64), l2=1e-4)
 
 
+@pytest.mark.slow
 def test_mnist_optimum_and_cache_reuse(mnist_logistic, tmp_path, monkeypatch):
     calls = []
     real_solver = solvers.solve_logistic

@@ -18,6 +18,7 @@ MIB = 2**20
 
 
 # ------------------------------------------------------------------ this machine
+@pytest.mark.slow
 def test_no_driver_here_reports_why_and_every_call_is_a_no_op():
     pynvml = pytest.importorskip("pynvml")
     try:

@@ -12,6 +12,7 @@ from optiscale_jax.cli import peers
 from optiscale_jax.problems import make_problem
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["logistic", "least_squares"])
 def test_peers_reach_the_same_final_loss(kind):
     rng = np.random.default_rng(0)
