@@ -1,7 +1,9 @@
 """``locate_dataset``: find a real data set by the one data-location rule, before any work.
 
-A command line calls it for every data set it will read, so a missing one stops the
-command at once with a :class:`DataNotFoundError` that says what to do.
+It answers "where would this data set be read from?" without reading it (a script can ask
+before it starts its own work). The ``optiscale-*`` commands go further: they load every data
+set they need before any run or file change, and the loaders raise the same
+:class:`DataNotFoundError`, which says what to do.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from optiscale_jax.datasets._mnist import find_mnist_files, incomplete_splits
 from optiscale_jax.datasets._paths import DataNotFoundError, not_found_message
 
 DATASET_NAMES = ("mnist", "california_housing")
+
+
 def locate_dataset(name: str, data_dir: str | os.PathLike | None = None) -> pathlib.Path:
     """The absolute path a loader will read ``name`` from (a folder of IDX files for MNIST,
     the CSV file or scikit-learn's cached archive for California Housing).
