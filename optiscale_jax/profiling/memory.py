@@ -130,7 +130,7 @@ def estimate_optimizer_memory(n_params: int, optimizer_type: str, dtype: Any = "
       their ``*_mb`` values (``total_memory_mb`` for the total),
       ``multiplier`` = state_bytes / params_bytes (0 for SGD, 1 for momentum,
       2 + 4/params_bytes for Adam), ``resident_multiplier`` =
-      (params + state) / params (the spec's "1x / 2x / 3x"), and
+      (params + state) / params (the common "1x / 2x / 3x" rule of thumb), and
       ``state_leaves``: (path, shape, dtype, bytes) of every state leaf.
     """
     if isinstance(n_params, bool) or not isinstance(n_params, (int, np.integer)) or n_params < 1:
