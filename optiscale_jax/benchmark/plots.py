@@ -27,6 +27,7 @@ import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -97,9 +98,15 @@ def plot_dataset_curves(records: Sequence[RunRecord], path: str | os.PathLike,
         return None
     run_times = [rec.run_time_s or 0.0 for rec, _ in curves]
     with_time = min(run_times) >= TIME_PANEL_MIN_RUN_S
-    figure = Figure(figsize=(11 if with_time else 7.5, 4.6), dpi=100)
+    # Past 8 curves (the extended suite) the legend goes beside the plots, and 20 colours
+    # replace the default 10 so that no two lines share both colour and style.
+    many = len(curves) > 8
+    figure = Figure(figsize=((11 if with_time else 7.5) + (2.6 if many else 0), 4.6), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, 2) if with_time else [figure.subplots(1, 1)]
+    if many:
+        for axis in axes:
+            axis.set_prop_cycle(color=[matplotlib.colormaps["tab20"](i) for i in range(20)])
     floor = _floor([c for _, c in curves])
     below_notes = []
     styles = itertools.cycle(zip(itertools.cycle(_STYLES), _MARKERS * 8))
@@ -117,7 +124,12 @@ def plot_dataset_curves(records: Sequence[RunRecord], path: str | os.PathLike,
         axis.set_xlabel(xlabel)
         axis.set_ylabel("relative suboptimality (f - f*) / |f*|")
         axis.grid(True, which="major", alpha=0.3)
-    axes[0].legend(fontsize=8)
+    if many:
+        handles, labels = axes[0].get_legend_handles_labels()
+        axes[-1].legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                        borderaxespad=0)
+    else:
+        axes[0].legend(fontsize=8)
     notes = []
     if below_notes:
         notes.append(f"▼ on the bottom edge ({floor:.1e}): f <= f* in the run's dtype (rounding "
