@@ -80,7 +80,7 @@ def _done(f: float, gnorm: float, mu: float, gtol: float) -> bool:
 
 # ---------------------------------------------------------------------------- quadratics
 DENSE_MAX_VALUES = 2**25        # n d up to which the dense direct solve factors X itself
-GRAM_MAX_FEATURES = 4096        # d up to which the blocked normal equations form X^T X
+GRAM_MAX_FEATURES = 10_000      # d up to which the blocked normal equations form X^T X (0.8 GB at most)
 _BLOCK_VALUES = 1 << 22         # entries of X per float64 block of a pass (32 MiB)
 QUADRATIC_METHODS = ("auto", "direct", "normal", "cg")
 
