@@ -10,6 +10,7 @@ import types
 
 import jax
 import numpy as np
+import pynvml
 import pytest
 
 from optiscale_jax.profiling import GPUMonitor, first_gpu, integrate_power_j
@@ -18,25 +19,18 @@ MIB = 2**20
 
 
 # ------------------------------------------------------------------ this machine
-@pytest.mark.slow
-def test_no_driver_here_reports_why_and_every_call_is_a_no_op():
-    pynvml = pytest.importorskip("pynvml")
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError_LibraryNotFound:
-        pass
-    else:
-        pynvml.nvmlShutdown()
-        pytest.skip("this machine has an NVIDIA driver; the GPU path is tested by tests/test_gpu_*")
+def test_no_driver_reports_why_and_every_call_is_a_no_op(monkeypatch):
+    """The driver's absence is injected (NVML's own error), so the path runs on any machine."""
+    def no_library():
+        raise pynvml.NVMLError_LibraryNotFound()
+
+    monkeypatch.setattr(pynvml, "nvmlInit", no_library)
     monitor = GPUMonitor(device_id=0, interval_s=0.1)
     assert monitor.available is False
     assert "NVMLError_LibraryNotFound" in monitor.reason and "NVML library" in monitor.reason
-    start = time.perf_counter()
     with monitor:
-        time.sleep(1.0)
+        time.sleep(0.3)                      # the sampling thread, if any, would run meanwhile
         assert monitor.record() is None
-    elapsed = time.perf_counter() - start
-    assert 1.0 <= elapsed < 1.5
     stats = monitor.get_stats()
     assert stats["available"] is False and stats["n_samples"] == 0
     assert stats["memory"]["peak_mb"] is None and stats["energy"]["joules"] is None
