@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from optiscale_jax.benchmark.store import atomic_write_json
 from optiscale_jax.cli import _common
 from optiscale_jax.datasets import generate_highdim_regression
 from optiscale_jax.problems import make_problem
+from optiscale_jax.profiling import host_peak
 from optiscale_jax.training import compile_run
 from optiscale_jax.training.batching import batch_plan, permutation_in_program, seed_key
 
@@ -116,7 +116,7 @@ def measure_rung(n: int, d: int, epochs: int, batch_size: int | None) -> dict[st
     result = compiled(1)
     floor_s = one_pass_seconds(jax.device_put(X))
     # The process's peak resident set (VmHWM; each rung has its own process), above the start.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+    peak = host_peak().peak_bytes - baseline
     return {"n": n, "d": d, "data_gib": X.nbytes / GIB, "setup_s": setup_s,
             "f_star": optimum.f_star, "f_star_s": optimum_s, "f_star_method": optimum.method,
             "f_star_grad_norm": optimum.grad_norm, "f_star_gap_bound": optimum.gap_bound,

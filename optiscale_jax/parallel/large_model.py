@@ -26,7 +26,7 @@ from optiscale_jax.parallel.mesh import make_layout
 from optiscale_jax.parallel.mlp import MLPSpec, n_params
 from optiscale_jax.parallel.sharded_model import init_stored_mlp, sharded_model
 from optiscale_jax.parallel.trainer import fit_sharded
-from optiscale_jax.profiling.sharding_memory import host_peak, reset_host_peak, sharded_memory
+from optiscale_jax.profiling import host_peak, reset_host_peak, sharded_memory
 
 LARGE_MLP = MLPSpec(n_features=1024, width=4096, n_blocks=6, l2=0.0)
 
